@@ -1,0 +1,32 @@
+# One command each: `make demo` runs the default study offline; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup clean-results lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Submit the default study to the embedded local backend, collect, print the summary.
+demo: $(STAMP)
+	$(BIN)/snakemake --cores 1 submit
+	$(BIN)/snakemake --cores 1 collect
+
+## Set up and run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+## Remove outputs of the local demo (never do this to a study with real IBM jobs).
+clean-results:
+	rm -rf results/circuits results/isa results/submitted results/collected results/ledger \
+	       results/local_jobs results/calibration results/ibm_experiments logs .snakemake

@@ -1,0 +1,22 @@
+# qpuflow: exactly-once asynchronous QEC experiments on IBM Quantum hardware.
+#   snakemake --cores 1 submit    build, transpile and submit every run that has no marker yet
+#   snakemake --cores 1 collect   download finished results (never submits; exits 0 while jobs wait)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/circuits.smk"
+include: "workflow/rules/transpile.smk"
+include: "workflow/rules/submit.smk"
+include: "workflow/rules/collect.smk"
+
+
+rule submit:
+    input:
+        get_all_markers(),
+    default_target: True

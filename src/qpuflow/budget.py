@@ -1,0 +1,117 @@
+"""QPU-time budget: estimate a job's cost and refuse what an account cannot pay for.
+
+Open Plan accounts get about 600 QPU seconds per rolling 28-day window. Usage per account
+is the sum over its jobs in the window of the provider-reported usage (from collected
+results) or, while a job has none yet, the estimate recorded at submission.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from qpuflow.provenance import parse_time
+from qpuflow.records import CorruptRecordError, Result
+
+# Per-job fixed cost on the QPU (loading, calibration checks). IBM documents usage as
+# wall time the QPU is reserved for a job; a few seconds per job is typical for small jobs.
+JOB_OVERHEAD_SECONDS = 2.0
+# Default repetition delay between shots on Heron devices (backend.default_rep_delay).
+DEFAULT_REP_DELAY_SECONDS = 250e-6
+
+
+class BudgetExceeded(RuntimeError):
+    """A submission that would spend more than an account has left."""
+
+
+def estimate_qpu_seconds(
+    *, shots: int, circuit_duration: float | None, rep_delay: float = DEFAULT_REP_DELAY_SECONDS,
+    overhead: float = JOB_OVERHEAD_SECONDS,
+) -> float:
+    """QPU seconds a job will be charged: fixed overhead plus shots x (circuit + rep delay).
+
+    >>> estimate_qpu_seconds(shots=4096, circuit_duration=20e-6)
+    3.11
+    """
+    per_shot = (circuit_duration or 0.0) + rep_delay
+    return round(overhead + shots * per_shot, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountUsage:
+    account: str
+    limit_seconds: float
+    used_seconds: float
+    reserve_seconds: float
+
+    @property
+    def remaining_seconds(self) -> float:
+        return self.limit_seconds - self.used_seconds
+
+    @property
+    def spendable_seconds(self) -> float:
+        return max(0.0, self.remaining_seconds - self.reserve_seconds)
+
+
+def usage_by_account(
+    config: dict[str, Any], accepted_markers: Iterable[dict[str, Any]], result_path_of,
+    *, now: datetime | None = None,
+) -> dict[str, AccountUsage]:
+    """Usage in the current window for every configured account."""
+    now = now or datetime.now(timezone.utc)
+    window = timedelta(days=config["budget"]["window_days"])
+    used = {a["name"]: 0.0 for a in config["accounts"]}
+    seen: set[str] = set()
+    for marker in accepted_markers:
+        if marker["job_id"] in seen or marker["account"] not in used:
+            continue
+        seen.add(marker["job_id"])
+        if now - parse_time(marker["submission_time"]) > window:
+            continue
+        used[marker["account"]] += _job_usage(marker, result_path_of(marker["run_key"]))
+    return {
+        a["name"]: AccountUsage(
+            account=a["name"], limit_seconds=float(a["budget_seconds"]), used_seconds=round(used[a["name"]], 3),
+            reserve_seconds=float(config["budget"]["reserve_seconds"]),
+        )
+        for a in config["accounts"]
+    }
+
+
+def _job_usage(marker: dict[str, Any], result_path: Path) -> float:
+    if result_path.exists():
+        try:
+            result = Result.read(result_path)
+        except CorruptRecordError:
+            result = None
+        if result is not None and result.job_id == marker["job_id"] and result.usage_seconds is not None:
+            return float(result.usage_seconds)
+    return float(marker["estimated_qpu_seconds"])
+
+
+def choose_account(
+    usage: dict[str, AccountUsage], cost: float, *, run_key: str, preferred: str | None = None,
+) -> str:
+    """The account that pays for a job: ``preferred`` if given, else the one with most left.
+
+    Raises:
+        BudgetExceeded: saying how much is needed and what each account has.
+    """
+    candidates = [usage[preferred]] if preferred else sorted(
+        usage.values(), key=lambda u: (-u.spendable_seconds, u.account)
+    )
+    for account in candidates:
+        if account.spendable_seconds >= cost:
+            return account.account
+    detail = "; ".join(
+        f"{u.account}: {u.remaining_seconds:.1f} s left of {u.limit_seconds:.0f} s, "
+        f"{u.reserve_seconds:.0f} s reserved" for u in candidates
+    )
+    raise BudgetExceeded(
+        f"not submitting {run_key}: it needs about {math.ceil(cost)} QPU seconds and no account can "
+        f"pay for it ({detail}). Wait for the 28-day window to roll, add an account, or lower "
+        f"shots/reserve in config.yaml. Nothing was submitted for this run."
+    )

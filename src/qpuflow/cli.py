@@ -1,0 +1,113 @@
+"""``qpuflow``: look at what the provider and the workflow know.
+
+    qpuflow jobs [--json] [--tag T] [--limit N]   jobs the provider holds (recover lost IDs)
+    qpuflow status [--json]                       every submitted run and its job's state
+    qpuflow cancel JOB_ID                         cancel a queued or running job
+    qpuflow budget                                QPU seconds used and left per account
+    qpuflow backends                              backends the local simulator knows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from qpuflow.config import ConfigError, fake_backend_names, load_config
+from qpuflow.paths import Paths
+from qpuflow.providers import ProviderError, make_provider
+from qpuflow.records import CorruptRecordError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qpuflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="config.yaml", type=Path, help="study config (default: config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    jobs = sub.add_parser("jobs", help="list jobs the provider holds")
+    jobs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    jobs.add_argument("--tag", action="append", default=[], help="only jobs with this tag (repeatable)")
+    jobs.add_argument("--limit", type=int, default=None, help="at most this many (newest first)")
+    jobs.add_argument("--account", default=None, help="account name (default: the first in config)")
+    status = sub.add_parser("status", help="state of every submitted run (polls, downloads nothing)")
+    status.add_argument("--json", action="store_true")
+    cancel = sub.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--account", default=None)
+    sub.add_parser("budget", help="QPU seconds used and left per account in the window")
+    sub.add_parser("backends", help="backends the local simulator knows")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ConfigError, ProviderError, CorruptRecordError) as exc:
+        print(f"qpuflow: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if args.command == "backends":
+        print("\n".join(fake_backend_names()))
+        return 0
+    config = load_config(args.config)
+    paths = Paths.from_config(config, base=args.config.resolve().parent)
+    if args.command == "jobs":
+        provider = make_provider(config, account=args.account or config["accounts"][0]["name"],
+                                 local_store=paths.local_store)
+        infos = provider.jobs(limit=args.limit, tags=args.tag)
+        if args.json:
+            for info in infos:
+                print(json.dumps(info.to_json(), sort_keys=True))
+            return 0
+        table = Table(title=f"{len(infos)} job(s) at provider '{provider.name}'")
+        for col in ("job_id", "status", "created", "backend", "tags"):
+            table.add_column(col)
+        for info in infos:
+            table.add_row(info.job_id, info.state.value, info.created, info.backend, ", ".join(info.tags))
+        console.print(table)
+        return 0
+    if args.command == "status":
+        from qpuflow.collect import provider_factory, read_markers, status_rows
+        from qpuflow.summary import print_status
+
+        rows = status_rows(paths, read_markers(paths), provider_factory(config, paths))
+        if args.json:
+            import dataclasses
+
+            for row in rows:
+                print(json.dumps(dataclasses.asdict(row), sort_keys=True))
+        else:
+            print_status(rows, console)
+        return 0
+    if args.command == "cancel":
+        provider = make_provider(config, account=args.account or config["accounts"][0]["name"],
+                                 local_store=paths.local_store)
+        provider.cancel(args.job_id)
+        print(f"cancelled {args.job_id}")
+        return 0
+    if args.command == "budget":
+        from qpuflow.budget import usage_by_account
+        from qpuflow.ledger import Ledger
+
+        usage = usage_by_account(config, Ledger(paths.ledger).accepted_markers(), paths.result)
+        table = Table(title=f"QPU seconds in the last {config['budget']['window_days']:g} days")
+        for col in ("account", "limit", "used", "remaining", "reserve", "spendable"):
+            table.add_column(col, justify="right" if col != "account" else "left")
+        for u in usage.values():
+            table.add_row(u.account, f"{u.limit_seconds:.0f}", f"{u.used_seconds:.1f}", f"{u.remaining_seconds:.1f}",
+                          f"{u.reserve_seconds:.0f}", f"{u.spendable_seconds:.1f}")
+        console.print(table)
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover - argparse restricts commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

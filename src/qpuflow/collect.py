@@ -1,0 +1,130 @@
+"""Collection: ask providers about submitted jobs and record final ones, each once.
+
+Collection never submits. Status is asked for all pending jobs at once, grouped by provider
+and account; a result file is written only for a job in a final state and only if it has
+none yet, so rerunning downloads nothing twice. A result file that exists is never replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from qpuflow.paths import Paths
+from qpuflow.provenance import utc_now
+from qpuflow.providers import JobInfo, JobState, Provider, ProviderError, make_provider
+from qpuflow.records import Marker, Result, pack_bits, write_json_atomic
+
+log = logging.getLogger("qpuflow.collect")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatusRow:
+    """One line of the status view: a submitted run and what is known of its job."""
+
+    run_key: str
+    job_id: str
+    state: str          # provider state (QUEUED, RUNNING, DONE, ERROR, CANCELLED, UNKNOWN) or "?" if unreachable
+    collected: bool
+    error: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.collected or self.state in {s.value for s in JobState if s.final}
+
+
+def read_markers(paths: Paths, keys: Iterable[str] | None = None) -> dict[str, Marker]:
+    """All markers (or those of ``keys``) by run key. A corrupt one stops with its path."""
+    files = [paths.marker(k) for k in keys] if keys is not None else paths.marker_files()
+    return {m.run_key: m for m in (Marker.read(f) for f in files if f.exists())}
+
+
+def poll(markers: dict[str, Marker], *, factory: Callable[[str, str], Provider]) -> dict[str, JobInfo | str]:
+    """Status of every marker's job, one bulk request per (provider, account).
+
+    Returns run key -> JobInfo, or an error string when that provider could not be reached
+    (collection goes on with the others).
+    """
+    groups: dict[tuple[str, str], list[Marker]] = {}
+    for marker in markers.values():
+        groups.setdefault((marker.provider, marker.account), []).append(marker)
+    out: dict[str, JobInfo | str] = {}
+    for (provider_name, account), group in sorted(groups.items()):
+        try:
+            infos = factory(provider_name, account).statuses([m.job_id for m in group])
+        except ProviderError as exc:
+            for m in group:
+                out[m.run_key] = str(exc)
+            continue
+        for m in group:
+            out[m.run_key] = infos[m.job_id]
+    return out
+
+
+def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider]) -> list[JobStatusRow]:
+    """Status of each submitted run; jobs already collected are not asked about again."""
+    rows: dict[str, JobStatusRow] = {}
+    pending: dict[str, Marker] = {}
+    for key, marker in markers.items():
+        result_path = paths.result(key)
+        if result_path.exists():
+            result = Result.read(result_path)
+            rows[key] = JobStatusRow(key, marker.job_id, result.provider_status or result.status.upper(),
+                                     collected=True, error=result.error)
+        else:
+            pending[key] = marker
+    for key, info in poll(pending, factory=factory).items():
+        if isinstance(info, str):
+            rows[key] = JobStatusRow(key, markers[key].job_id, "?", collected=False, error=info)
+        else:
+            rows[key] = JobStatusRow(key, info.job_id, info.state.value, collected=False, error=info.error)
+    return [rows[k] for k in sorted(rows)]
+
+
+def collect_result(marker: Marker, result_path: Path, provider: Provider) -> Result | None:
+    """Write the result of a final job once; return None (and write nothing) if not final."""
+    if result_path.exists():
+        return Result.read(result_path)  # raises naming the path if corrupt: never overwritten
+    info = provider.statuses([marker.job_id])[marker.job_id]
+    if not info.state.final:
+        log.info("%s: job %s is %s; nothing to collect yet", marker.run_key, marker.job_id, info.state.value)
+        return None
+    if info.state is JobState.UNKNOWN:
+        output_registers, completion = None, None
+    else:
+        output = provider.fetch(marker.job_id)
+        info, output_registers, completion = output.info, output.registers, output.completion_time
+    result = Result(
+        job_id=marker.job_id,
+        run_key=marker.run_key,
+        status=info.state.result_status,
+        completion_time=completion,
+        usage_seconds=info.usage_seconds,
+        registers={name: pack_bits(bits) for name, bits in (output_registers or {}).items()},
+        error=None if info.state is JobState.DONE else (info.error or f"job ended {info.state.value} without a message"),
+        provider_status=info.state.value,
+        collected_time=utc_now(),
+    )
+    write_json_atomic(result_path, result.to_json())
+    log.info("%s: job %s %s", marker.run_key, marker.job_id, result.status)
+    return result
+
+
+def provider_factory(config: dict[str, Any], paths: Paths) -> Callable[[str, str], Provider]:
+    """(provider name, account) -> provider, one instance per pair."""
+    cache: dict[tuple[str, str], Provider] = {}
+
+    def factory(provider_name: str, account: str) -> Provider:
+        if provider_name != config["provider"]["name"]:
+            raise ProviderError(
+                f"a marker was written by provider '{provider_name}' but config.yaml now uses "
+                f"'{config['provider']['name']}'; switch back to collect it."
+            )
+        key = (provider_name, account)
+        if key not in cache:
+            cache[key] = make_provider(config, account=account, local_store=paths.local_store)
+        return cache[key]
+
+    return factory

@@ -1,0 +1,136 @@
+"""Loading and validating a study's ``config.yaml``.
+
+Validation happens in two layers: the JSON schema in ``workflow/schemas`` (through
+``snakemake.utils.validate``, which also fills defaults) and a few checks a schema cannot say
+well (odd distances, fields that make no sense for an experiment's kind, backend names).
+Every failure is a :class:`ConfigError` naming the file, the field and the value.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+# Fields that belong to one kind only; a user who sets them elsewhere has misunderstood
+# something, and silently ignoring the value would hide that.
+_KIND_ONLY_FIELDS = {
+    "sessions": {"deployment"},
+    "arms": {"deployment"},
+    "selection_weights": {"deployment"},
+    "repetitions": {"surface_code", "repetition_code"},
+}
+
+
+class ConfigError(ValueError):
+    """A study configuration that cannot be used; the message names file, field and value."""
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read, validate and default-fill a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file. Copy config.yaml from the repository and edit it.") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with 'provider' and 'experiments'.")
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(config: dict[str, Any], *, source: str = "config.yaml") -> dict[str, Any]:
+    """Validate ``config`` in place (defaults filled) and return it.
+
+    Raises:
+        ConfigError: naming ``source``, the dotted field path and the offending value.
+    """
+    _check_kind_fields(config, source)
+    _schema_validate(config, source)
+    _check_semantics(config, source)
+    return config
+
+
+def _schema_validate(config: dict[str, Any], source: str) -> None:
+    import jsonschema
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH))
+    except Exception as exc:  # snakemake wraps jsonschema's error in a WorkflowError
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, jsonschema.ValidationError):
+            field = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+            raise ConfigError(
+                f"{source}: field '{field}': {cause.message}. "
+                f"See the description of '{field.split('.')[-1]}' in {SCHEMA_PATH.name}."
+            ) from None
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_kind_fields(config: dict[str, Any], source: str) -> None:
+    experiments = config.get("experiments")
+    if not isinstance(experiments, dict):
+        return  # the schema reports it
+    for name, exp in experiments.items():
+        if not isinstance(exp, dict):
+            continue
+        kind = exp.get("kind")
+        for key, kinds in _KIND_ONLY_FIELDS.items():
+            if key in exp and kind in _ALL_KINDS and kind not in kinds:
+                raise ConfigError(
+                    f"{source}: field 'experiments.{name}.{key}' does not apply to kind '{kind}' "
+                    f"(only to {', '.join(sorted(kinds))}); remove it."
+                )
+
+
+_ALL_KINDS = {"surface_code", "repetition_code", "deployment"}
+
+
+def _check_semantics(config: dict[str, Any], source: str) -> None:
+    provider = config["provider"]
+    for name, exp in config["experiments"].items():
+        if exp["distance"] % 2 == 0:
+            raise ConfigError(
+                f"{source}: field 'experiments.{name}.distance' is {exp['distance']}; "
+                "the memory experiments need an odd distance (3, 5, 7, ...)."
+            )
+        backend = exp.get("backend", provider["backend"])
+        if provider["name"] == "local" or provider.get("ibm", {}).get("local_mode"):
+            known = fake_backend_names()
+            if backend not in known:
+                field = f"experiments.{name}.backend" if "backend" in exp else "provider.backend"
+                import difflib
+
+                close = difflib.get_close_matches(backend, known, n=3, cutoff=0.5)
+                suggestion = ", ".join(dict.fromkeys([*close, "fake_fez"]))
+                raise ConfigError(
+                    f"{source}: field '{field}' is '{backend}', which the local simulator does not know. "
+                    f"Use a fake IBM backend such as {suggestion} ({len(known)} in all; "
+                    f"'qpuflow backends' lists them)."
+                )
+    names = [a["name"] for a in config["accounts"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: field 'accounts' names an account twice: {names}.")
+
+
+def fake_backend_names() -> list[str]:
+    """Names of the fake backends shipped with qiskit-ibm-runtime, found without importing it.
+
+    Importing ``qiskit_ibm_runtime`` costs about 2 s, too much for every Snakemake parse, so
+    the names are read from the package's data folders (``fake_provider/backends/<name>/``).
+    """
+    spec = importlib.util.find_spec("qiskit_ibm_runtime")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(list(spec.submodule_search_locations)[0]) / "fake_provider" / "backends"
+    return sorted(
+        f"fake_{d.name}" for d in root.iterdir() if d.is_dir() and any(d.glob("conf_*.json"))
+    )

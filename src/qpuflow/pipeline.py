@@ -1,0 +1,88 @@
+"""The whole pipeline in one process, for the seed-compatible scripts.
+
+Same stages, same files, same ledger as the Snakemake rules: a run submitted here has a
+marker Snakemake recognises, and the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from qpuflow.collect import JobStatusRow, collect_result, provider_factory, read_markers, status_rows
+from qpuflow.paths import Paths
+from qpuflow.plan import RunSpec
+from qpuflow.records import Marker
+
+log = logging.getLogger("qpuflow.pipeline")
+
+
+def ensure_isa(spec: RunSpec, config: dict[str, Any], paths: Paths) -> None:
+    """Build and transpile a run's circuit unless its files exist already."""
+    from qpuflow.stages import build_circuit, transpile_run
+
+    if not paths.circuit(spec).exists():
+        build_circuit(spec, paths.circuit(spec))
+    if not (paths.isa(spec).exists() and paths.isa_info(spec).exists()):
+        transpile_run(spec, paths.circuit(spec), paths.isa(spec), paths.isa_info(spec), config=config, paths=paths)
+
+
+def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Paths, *,
+                   accounts: Sequence[str] | None = None) -> list[Marker]:
+    """Submit every run in ``specs`` that has no marker; return the markers written now.
+
+    ``accounts``: pay with these, round-robin (the seed's ``--api-key-index``/``--submit-all``);
+    default: whichever account has most budget left.
+    """
+    from qpuflow.submit import submit_run
+
+    names = [a["name"] for a in config["accounts"]]
+    written = []
+    pending = [s for s in specs if not paths.marker(s.key).exists()]
+    for i, spec in enumerate(pending):
+        ensure_isa(spec, config, paths)
+        account = accounts[i % len(accounts)] if accounts else None
+        marker = submit_run(spec, isa_path=paths.isa(spec), isa_info_path=paths.isa_info(spec), config=config,
+                            paths=paths, account=account,
+                            api_key_index=names.index(account) if account else None)
+        written.append(marker)
+        print(f"Submitted {spec.key}: job {marker.job_id} ({marker.account})", flush=True)
+    skipped = len(specs) - len(pending)
+    if skipped:
+        print(f"{skipped} run(s) already had a marker; nothing resubmitted.")
+    return written
+
+
+def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None = None) -> list[JobStatusRow]:
+    """Poll the markers' jobs (all, or ``keys``), write results for final ones, return the rows."""
+    markers = read_markers(paths, keys)
+    factory = provider_factory(config, paths)
+    rows = status_rows(paths, markers, factory)
+    for row in rows:
+        if row.final and not row.collected:
+            marker = markers[row.run_key]
+            collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account))
+    return status_rows(paths, markers, factory)
+
+
+def markers_from_jobs_file(path: Path, paths: Paths) -> list[str]:
+    """Run keys of the jobs listed in a seed JSONL export (by run_key, else by job ID)."""
+    import json
+
+    if not path.exists() and (paths.exports_dir / path.name).exists():
+        path = paths.exports_dir / path.name
+    keys = []
+    by_job = {m.job_id: k for k, m in read_markers(paths).items()}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number}: not a JSON line") from None
+        key = entry.get("run_key") or by_job.get(entry.get("job_id"))
+        if key is None:
+            raise ValueError(f"{path}:{number}: job {entry.get('job_id')} has no marker under {paths.root}/submitted")
+        keys.append(key)
+    return keys

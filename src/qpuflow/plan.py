@@ -1,0 +1,140 @@
+"""The runs a study defines, each with a content-hash identity.
+
+A run is one job's worth of work: one circuit, one backend, one shot count. Its identity
+(:meth:`RunSpec.run_id`) is what makes submission exactly-once: the job tag is derived from
+it, and the ledger refuses to reuse a job for a run whose identity changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+# Bump when the recipe that turns a RunSpec into a circuit changes meaning.
+CIRCUIT_RECIPE_VERSION = 1
+
+_STATE_NAMES = {"0": "0", "1": "1", "+": "plus", "-": "minus"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one job. No paths, timestamps, accounts or job IDs."""
+
+    experiment: str
+    run: str
+    kind: str
+    distance: int
+    rounds: int
+    logical_state: str
+    shots: int
+    backend: str
+    provider: str
+    transpiler_seed: int
+    optimization_level: int
+    repetition: int = 0
+    session: int | None = None
+    arm: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.logical_state not in _STATE_NAMES:
+            raise ValueError(f"logical_state must be one of {sorted(_STATE_NAMES)}, got {self.logical_state!r}")
+        if self.shots < 1:
+            raise ValueError(f"shots must be positive, got {self.shots}")
+        if self.distance < 3 or self.distance % 2 == 0:
+            raise ValueError(f"distance must be odd and at least 3, got {self.distance}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+
+    @property
+    def key(self) -> str:
+        """``experiment/run``: the path stem of this run's files."""
+        return f"{self.experiment}/{self.run}"
+
+    @property
+    def experiment_type(self) -> str:
+        """The seed's ``experiment_type`` (the kind of experiment)."""
+        return self.kind
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown RunSpec fields {sorted(unknown)}")
+        return cls(**data)
+
+    def run_id(self) -> str:
+        """SHA-256 of the canonical JSON of what defines the run.
+
+        In it: every field of the spec (experiment and run names included, so two experiments
+        with equal parameters still get distinct jobs) and the circuit recipe version. Not in
+        it: paths, timestamps, accounts, job IDs, package versions: changing those must not
+        make a submitted run look new.
+
+        >>> spec = RunSpec(experiment="e", run="L0_rep0", kind="surface_code", distance=3,
+        ...                rounds=3, logical_state="0", shots=100, backend="fake_fez",
+        ...                provider="local", transpiler_seed=1, optimization_level=1)
+        >>> spec.run_id() == spec.run_id() and len(spec.run_id())
+        64
+        >>> spec.run_id() == dataclasses.replace(spec, shots=101).run_id()
+        False
+        """
+        payload = {"recipe": CIRCUIT_RECIPE_VERSION, **self.to_json()}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def job_tag(self) -> str:
+        """The deterministic tag every job of this run carries; used to find it again."""
+        return f"qpuflow-run-{self.run_id()[:24]}"
+
+
+def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
+    """Expand a validated config into its runs, in a stable order."""
+    provider = config["provider"]
+    transpile = config["transpile"]
+    runs: list[RunSpec] = []
+    for name, exp in config["experiments"].items():
+        common = dict(
+            experiment=name,
+            kind=exp["kind"],
+            distance=exp["distance"],
+            rounds=exp["rounds"],
+            shots=exp["shots"],
+            backend=exp.get("backend", provider["backend"]),
+            provider=provider["name"],
+            transpiler_seed=transpile["seed"],
+            optimization_level=transpile["optimization_level"],
+        )
+        if exp["kind"] == "deployment":
+            state = exp.get("logical_states", ["0"])[0]
+            for session in range(exp["sessions"]):
+                for arm in exp["arms"]:
+                    runs.append(
+                        RunSpec(run=f"session{session:03d}_{arm}", logical_state=state,
+                                session=session, arm=arm, **common)
+                    )
+        else:
+            for state in exp["logical_states"]:
+                for rep in range(exp["repetitions"]):
+                    runs.append(
+                        RunSpec(run=f"L{_STATE_NAMES[state]}_rep{rep}", logical_state=state,
+                                repetition=rep, **common)
+                    )
+    keys = [r.key for r in runs]
+    if len(set(keys)) != len(keys):  # pragma: no cover - names are built to be unique
+        raise ValueError(f"duplicate run keys in plan: {keys}")
+    return runs
+
+
+def select_experiments(runs: list[RunSpec], choice: str) -> list[RunSpec]:
+    """The seed's ``--experiment {surface_code,deployment,both}`` filter, by kind."""
+    if choice == "both":
+        return list(runs)
+    if choice not in {"surface_code", "deployment", "repetition_code"}:
+        raise ValueError(f"--experiment must be surface_code, deployment or both, got {choice!r}")
+    return [r for r in runs if r.kind == choice]

@@ -1,0 +1,26 @@
+"""Providers: where jobs run. Build one with :func:`make_provider`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qpuflow.providers.base import JobInfo, JobOutput, JobState, Provider, ProviderError
+
+__all__ = ["JobInfo", "JobOutput", "JobState", "Provider", "ProviderError", "make_provider"]
+
+
+def make_provider(config: dict[str, Any], *, account: str, local_store: Path) -> Provider:
+    """The provider a config names, acting for ``account`` (a name, never a token)."""
+    name = config["provider"]["name"]
+    if name == "local":
+        from qpuflow.providers.local import LocalProvider, LocalSettings
+
+        return LocalProvider(LocalSettings.from_config(config, local_store))
+    if name == "ibm":
+        from qpuflow.providers.ibm import IBMProvider
+
+        ibm = config["provider"].get("ibm", {})
+        return IBMProvider(account, channel=ibm.get("channel", "ibm_quantum_platform"),
+                           local_mode=bool(ibm.get("local_mode", False)))
+    raise ProviderError(f"unknown provider {name!r}; expected local or ibm")

@@ -1,0 +1,83 @@
+"""What every provider offers the workflow. ``local`` and ``ibm`` are interchangeable here."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+class JobState(str, enum.Enum):
+    """Provider job states, converted once from each provider's own strings."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"  # the provider does not know the job ID
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.DONE, JobState.ERROR, JobState.CANCELLED, JobState.UNKNOWN)
+
+    @property
+    def result_status(self) -> str:
+        """The result file's status word for a final state."""
+        return {
+            JobState.DONE: "completed", JobState.ERROR: "failed",
+            JobState.CANCELLED: "cancelled", JobState.UNKNOWN: "failed",
+        }[self]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: JobState
+    tags: tuple[str, ...] = ()
+    created: str = ""
+    backend: str = ""
+    error: str | None = None
+    usage_seconds: float | None = None
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "state": self.state.value, "tags": list(self.tags)}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutput:
+    """A final job's outcome: bit arrays per register if DONE, the error text otherwise."""
+
+    info: JobInfo
+    registers: dict[str, np.ndarray] | None
+    completion_time: str | None
+
+
+class ProviderError(RuntimeError):
+    """The provider could not be reached or refused a request; the message says which."""
+
+
+class Provider(Protocol):
+    name: str
+
+    def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
+               max_execution_time: int) -> str:
+        """Submit one ISA circuit (a QPY file); return the job ID without waiting."""
+
+    def find_by_tag(self, tag: str) -> list[JobInfo]:
+        """Jobs carrying ``tag``: how an interrupted submission is found again."""
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """Status of many jobs in as few requests as the provider allows."""
+
+    def fetch(self, job_id: str) -> JobOutput:
+        """The outcome of a job in a final state."""
+
+    def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
+        """Jobs the provider holds, newest first."""
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a queued or running job."""

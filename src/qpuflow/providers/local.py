@@ -1,0 +1,218 @@
+"""The embedded local backend: a persistent job store on disk that behaves like the service.
+
+Jobs live in ``<store>/jobs/<id>.json`` (state, tags, times) with the submitted circuit beside
+them (``<id>.qpy``) and, once done, the result (``<id>.result.json``). Any process can look a job
+up by ID. States follow QUEUED -> RUNNING -> DONE/ERROR (or CANCELLED) on a simulated clock:
+a job is QUEUED for ``queue_seconds`` after submission, then RUNNING for ``run_seconds``, and
+the first process that looks at it after that simulates it, under a per-job lock, so no two
+processes ever write one job. Simulation uses the noise of the fake backend's calibration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from filelock import FileLock
+
+from qpuflow.providers.base import JobInfo, JobOutput, JobState, ProviderError
+from qpuflow.records import pack_bits, read_json, unpack_bits, write_json_atomic
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSettings:
+    store: Path
+    queue_seconds: float = 0.0
+    run_seconds: float = 0.0
+    noise_scale: float = 1.0
+    idle_noise: bool = False
+    fail_tags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], store: Path) -> "LocalSettings":
+        local = config["provider"].get("local", {})
+        return cls(
+            store=store,
+            queue_seconds=float(local.get("queue_seconds", 0)),
+            run_seconds=float(local.get("run_seconds", 0)),
+            noise_scale=float(local.get("noise_scale", 1.0)),
+            idle_noise=bool(local.get("idle_noise", False)),
+            fail_tags=tuple(local.get("fail_tags", ())),
+        )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+class LocalProvider:
+    """A simulated IBM backend whose jobs persist on disk."""
+
+    name = "local"
+
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.jobs_dir = settings.store / "jobs"
+        self.locks_dir = settings.store / "locks"
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
+               max_execution_time: int) -> str:
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        job_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
+        # The circuit is copied first and the record written last and atomically: a job
+        # exists (and can be found by tag) only once its record is complete.
+        shutil.copyfile(isa_path, self.jobs_dir / f"{job_id}.qpy")
+        now = time.time()
+        write_json_atomic(self._record_path(job_id), {
+            "job_id": job_id, "backend": backend, "shots": int(shots), "tags": list(tags),
+            "max_execution_time": int(max_execution_time), "created_epoch": now, "created": _iso(now),
+            "queue_seconds": self.settings.queue_seconds, "run_seconds": self.settings.run_seconds,
+            "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
+            "state": JobState.QUEUED.value, "error": None, "usage_seconds": None, "finished": None,
+        })
+        return job_id
+
+    def cancel(self, job_id: str) -> None:
+        with self._job_lock(job_id):
+            record = self._read(job_id)
+            if record is None:
+                raise ProviderError(f"local job {job_id} does not exist in {self.jobs_dir}")
+            state = JobState(record["state"])
+            if state.final:
+                raise ProviderError(f"local job {job_id} is already {state.value}; it cannot be cancelled")
+            record.update(state=JobState.CANCELLED.value, error="Job cancelled by user",
+                          finished=_iso(time.time()))
+            write_json_atomic(self._record_path(job_id), record)
+
+    # ------------------------------------------------------------------ queries
+
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        return {job_id: self._info(job_id) for job_id in job_ids}
+
+    def find_by_tag(self, tag: str) -> list[JobInfo]:
+        return self.jobs(tags=[tag])
+
+    def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
+        if not self.jobs_dir.exists():
+            return []
+        records = []
+        for path in self.jobs_dir.glob("*.json"):
+            if path.name.endswith(".result.json"):
+                continue
+            record = read_json(path, "local job")
+            if all(t in record["tags"] for t in tags):
+                records.append(record)
+        records.sort(key=lambda r: (-r["created_epoch"], r["job_id"]))
+        if limit is not None:
+            records = records[:limit]
+        return [self._info(r["job_id"]) for r in records]
+
+    def fetch(self, job_id: str) -> JobOutput:
+        info = self._info(job_id)
+        if not info.state.final:
+            raise ProviderError(f"local job {job_id} is {info.state.value}, not final; nothing to fetch yet")
+        record = self._read(job_id)
+        registers = None
+        if info.state is JobState.DONE:
+            stored = read_json(self._result_path(job_id), "local job result")
+            registers = {name: unpack_bits(entry) for name, entry in stored["registers"].items()}
+        return JobOutput(info=info, registers=registers, completion_time=record["finished"] if record else None)
+
+    # ------------------------------------------------------------------ internals
+
+    def _record_path(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.json"
+
+    def _result_path(self, job_id: str) -> Path:
+        return self.jobs_dir / f"{job_id}.result.json"
+
+    def _job_lock(self, job_id: str) -> FileLock:
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.locks_dir / f"{job_id}.lock"))
+
+    def _read(self, job_id: str) -> dict[str, Any] | None:
+        path = self._record_path(job_id)
+        if not path.exists():
+            return None
+        return read_json(path, "local job")
+
+    def _info(self, job_id: str) -> JobInfo:
+        record = self._read(job_id)
+        if record is None:
+            return JobInfo(job_id=job_id, state=JobState.UNKNOWN,
+                           error=f"job {job_id} not found in the local job store {self.jobs_dir}")
+        if not JobState(record["state"]).final:
+            record = self._advance(job_id)
+        return JobInfo(
+            job_id=job_id, state=JobState(record["state"]), tags=tuple(record["tags"]),
+            created=record["created"], backend=record["backend"], error=record["error"],
+            usage_seconds=record["usage_seconds"],
+        )
+
+    def _advance(self, job_id: str) -> dict[str, Any]:
+        """Move a job along the simulated clock; simulate it when its run time is over."""
+        with self._job_lock(job_id):
+            record = self._read(job_id)
+            assert record is not None
+            now = time.time()
+            start = record["created_epoch"] + record["queue_seconds"]
+            end = start + record["run_seconds"]
+            state = JobState(record["state"])
+            if state is JobState.QUEUED and now >= start:
+                record["state"] = JobState.RUNNING.value
+                state = JobState.RUNNING
+                write_json_atomic(self._record_path(job_id), record)
+            if state is JobState.RUNNING and now >= end:
+                record = self._execute(record)
+                write_json_atomic(self._record_path(job_id), record)
+            return record
+
+    def _execute(self, record: dict[str, Any]) -> dict[str, Any]:
+        job_id = record["job_id"]
+        finished = _iso(time.time())
+        failing = sorted(set(record["tags"]) & set(self.settings.fail_tags))
+        if failing:
+            return {**record, "state": JobState.ERROR.value, "finished": finished,
+                    "error": f"Error code 1500; Backend went offline during execution (injected by fail_tags {failing})"}
+        try:
+            registers, usage = _simulate(record, self.jobs_dir / f"{job_id}.qpy")
+        except Exception as exc:  # a job that cannot run ends in ERROR, as on the service
+            return {**record, "state": JobState.ERROR.value, "finished": finished,
+                    "error": f"{type(exc).__name__}: {exc}"}
+        if usage > record["max_execution_time"]:
+            return {**record, "state": JobState.ERROR.value, "finished": finished, "usage_seconds": record["max_execution_time"],
+                    "error": f"Error code 1305; job exceeded max_execution_time of {record['max_execution_time']} s"}
+        write_json_atomic(self._result_path(job_id), {
+            "job_id": job_id, "registers": {name: pack_bits(bits) for name, bits in registers.items()},
+        })
+        return {**record, "state": JobState.DONE.value, "finished": finished, "usage_seconds": usage}
+
+
+def _simulate(record: dict[str, Any], qpy_path: Path):
+    """Sample the stored ISA circuit with the fake backend's noise; return registers and usage."""
+    import zlib
+
+    from qiskit import qpy
+
+    from qpuflow.budget import estimate_qpu_seconds
+    from qpuflow.simulate import sample_isa
+    from qpuflow.transpile import isa_summary, load_backend
+
+    with open(qpy_path, "rb") as fh:
+        (isa,) = qpy.load(fh)
+    backend = load_backend(record["backend"])
+    # A seed from the job ID: reproducible per job, different between jobs.
+    seed = zlib.crc32(record["job_id"].encode())
+    registers = sample_isa(isa, backend, shots=record["shots"], seed=seed,
+                           noise_scale=record["noise_scale"], idle_noise=record["idle_noise"])
+    usage = estimate_qpu_seconds(shots=record["shots"], circuit_duration=isa_summary(isa)["duration_seconds"])
+    return registers, usage

@@ -1,0 +1,231 @@
+"""The durable records: markers (a submitted job) and results (a collected job).
+
+Both are frozen dataclasses that validate on construction and round-trip through JSON with
+a ``schema_version``. Files are written atomically (temp file, fsync, rename), so a reader
+sees either the old file or the whole new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+MARKER_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 1
+RESULT_STATUSES = ("completed", "failed", "cancelled")
+
+
+class CorruptRecordError(ValueError):
+    """A marker or result file that cannot be read; it is never silently overwritten."""
+
+
+# ---------------------------------------------------------------------------- file I/O
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` so that the file is never seen half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, raising :class:`CorruptRecordError` naming ``path`` if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise CorruptRecordError(
+            f"{path}: corrupt {what} file ({exc}). It was left as it is; inspect it, then restore it "
+            f"from the ledger (qpuflow repair) or move it away."
+        ) from None
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{path}: corrupt {what} file (not a JSON object).")
+    return data
+
+
+def _from_fields(cls: type, data: dict[str, Any], path: str | Path, what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = required - set(data)
+    if missing:
+        raise CorruptRecordError(f"{path}: corrupt {what} file, missing field(s) {sorted(missing)}.")
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(f"{path}: corrupt {what} file: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- marker
+
+
+@dataclasses.dataclass(frozen=True)
+class Marker:
+    """A submitted job: its ID and the full provenance of what was submitted.
+
+    The first twelve fields are the seed's; the rest make the job traceable to the qubits,
+    code and calibration it ran with.
+    """
+
+    job_id: str
+    experiment_type: str
+    backend: str
+    logical_state: str
+    shots: int
+    circuit_hash: str
+    transpiled_depth: int
+    transpiled_gates: int
+    submission_time: str
+    api_key_index: int
+    git_commit: str
+    status: str
+    # provenance beyond the seed
+    run_key: str
+    run_id: str
+    job_tag: str
+    account: str
+    provider: str
+    tags: list[str]
+    isa_path: str
+    isa_sha256: str
+    physical_layout: list[int]
+    transpiler_seed: int
+    optimization_level: int
+    calibration_snapshot: str
+    package_versions: dict[str, str]
+    git_dirty: bool
+    estimated_qpu_seconds: float
+    max_execution_time: int
+    spec: dict[str, Any]
+    adopted: bool = False
+    schema_version: int = MARKER_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.job_id:
+            raise ValueError("a marker needs a job_id")
+        if self.job_tag not in self.tags:
+            raise ValueError(f"the job tag {self.job_tag!r} must be among the tags {self.tags}")
+        if self.shots < 1:
+            raise ValueError(f"shots must be positive, got {self.shots}")
+        if not self.submission_time.endswith("+00:00"):
+            raise ValueError(f"submission_time must be UTC ISO-8601, got {self.submission_time!r}")
+        if self.schema_version != MARKER_SCHEMA_VERSION:
+            raise ValueError(f"unsupported marker schema_version {self.schema_version}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str | Path = "<marker>") -> "Marker":
+        return _from_fields(cls, data, path, "marker")
+
+    @classmethod
+    def read(cls, path: Path) -> "Marker":
+        return cls.from_json(read_json(path, "marker"), path)
+
+
+def write_marker(path: Path, marker: Marker) -> None:
+    """Write a marker once. An existing marker is kept if identical and never replaced if not."""
+    path = Path(path)
+    if path.exists():
+        existing = Marker.read(path)
+        if existing == marker:
+            return
+        raise CorruptRecordError(
+            f"{path}: a marker for job {existing.job_id} already exists and differs from the one "
+            f"being written (job {marker.job_id}). Markers are never rewritten; check the ledger "
+            f"({marker.run_key}) before moving either away."
+        )
+    write_json_atomic(path, marker.to_json())
+
+
+# ---------------------------------------------------------------------------- result
+
+
+def pack_bits(bits: np.ndarray) -> dict[str, Any]:
+    """Encode a (shots, num_bits) bool array; column i is bit i of the register."""
+    bits = np.asarray(bits, dtype=bool)
+    if bits.ndim != 2:
+        raise ValueError(f"expected a (shots, num_bits) array, got shape {bits.shape}")
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return {
+        "num_shots": int(bits.shape[0]),
+        "num_bits": int(bits.shape[1]),
+        "encoding": "packbits-little-b64",
+        "data": base64.b64encode(packed.tobytes()).decode(),
+    }
+
+
+def unpack_bits(entry: Mapping[str, Any]) -> np.ndarray:
+    """Inverse of :func:`pack_bits`."""
+    if entry.get("encoding") != "packbits-little-b64":
+        raise ValueError(f"unknown bit encoding {entry.get('encoding')!r}")
+    shots, nbits = int(entry["num_shots"]), int(entry["num_bits"])
+    width = (nbits + 7) // 8
+    raw = np.frombuffer(base64.b64decode(entry["data"]), dtype=np.uint8)
+    if raw.size != shots * width:
+        raise ValueError(f"bit data holds {raw.size} bytes, expected {shots * width}")
+    return np.unpackbits(raw.reshape(shots, width), axis=1, count=nbits, bitorder="little").astype(bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A collected job: its outcome and, if completed, one bit array per classical register."""
+
+    job_id: str
+    run_key: str
+    status: str
+    completion_time: str | None
+    usage_seconds: float | None
+    registers: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    provider_status: str = ""
+    collected_time: str = ""
+    schema_version: int = RESULT_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"status must be one of {RESULT_STATUSES}, got {self.status!r}")
+        if self.status == "completed" and not self.registers:
+            raise ValueError("a completed result needs its registers")
+        if self.status != "completed" and not self.error:
+            raise ValueError(f"a {self.status} result needs the provider's error message")
+
+    def bit_arrays(self) -> dict[str, np.ndarray]:
+        """Register name -> (shots, num_bits) bool array, as SamplerV2's BitArrays hold them."""
+        return {name: unpack_bits(entry) for name, entry in self.registers.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str | Path = "<result>") -> "Result":
+        return _from_fields(cls, data, path, "result")
+
+    @classmethod
+    def read(cls, path: Path) -> "Result":
+        return cls.from_json(read_json(path, "result"), path)

@@ -1,0 +1,87 @@
+"""The bodies of the Snakemake rules: each takes the ``snakemake`` object a script receives.
+
+Kept here (not in workflow/scripts) so that they are importable, typed and tested; the
+scripts are one line each.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from qpuflow.paths import Paths
+from qpuflow.plan import RunSpec
+
+
+def _setup_logging(smk: Any) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if smk.log:
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(smk.log[0]))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def _spec(smk: Any) -> RunSpec:
+    return RunSpec.from_json(dict(smk.params.spec))
+
+
+def build_circuit(smk: Any) -> None:
+    from qpuflow.stages import build_circuit as build
+
+    _setup_logging(smk)
+    build(_spec(smk), Path(smk.output.circuit))
+
+
+def transpile(smk: Any) -> None:
+    from qpuflow.stages import transpile_run
+
+    _setup_logging(smk)
+    transpile_run(_spec(smk), Path(smk.input.circuit), Path(smk.output.isa), Path(smk.output.info),
+                  config=smk.config, paths=Paths.from_config(smk.config))
+
+
+def submit(smk: Any) -> None:
+    from qpuflow.submit import submit_run
+
+    _setup_logging(smk)
+    submit_run(_spec(smk), isa_path=Path(smk.input.isa), isa_info_path=Path(smk.input.info),
+               config=smk.config, paths=Paths.from_config(smk.config))
+
+
+def collect_result(smk: Any) -> None:
+    from qpuflow.collect import collect_result as collect, provider_factory
+    from qpuflow.records import Marker
+
+    _setup_logging(smk)
+    paths = Paths.from_config(smk.config)
+    marker = Marker.read(Path(smk.params.marker))
+    provider = provider_factory(smk.config, paths)(marker.provider, marker.account)
+    if collect(marker, Path(smk.output.result), provider) is None:
+        # The job was final when the DAG was planned; a provider can only move forward, so
+        # this means it lost the job. Fail loudly rather than write a wrong result.
+        raise RuntimeError(f"{marker.run_key}: job {marker.job_id} was final at planning time but is not now")
+
+
+def collect_summary(smk: Any) -> None:
+    from qpuflow.collect import JobStatusRow, read_markers
+    from qpuflow.exports import export_collection
+    from qpuflow.summary import print_status, print_summary, summary_table
+
+    paths = Paths.from_config(smk.config)
+    polled = {r["run_key"]: JobStatusRow(**r) for r in smk.params.rows}
+    markers = read_markers(paths)
+    rows = []
+    for key, marker in sorted(markers.items()):
+        row = polled.get(key) or JobStatusRow(key, marker.job_id, "?", collected=False)
+        if paths.result(key).exists():
+            row = JobStatusRow(key, row.job_id, row.state if row.state != "?" else "DONE", collected=True, error=row.error)
+        rows.append(row)
+    if not rows:
+        print("No submitted jobs yet: run `snakemake --cores 1 submit` first.")
+        return
+    print_status(rows)
+    print_summary(summary_table(paths, markers))
+    print(f"Collection export: {export_collection(paths, rows)}")

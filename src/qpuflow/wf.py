@@ -1,0 +1,94 @@
+"""What the Snakefile needs at planning time, in one object, without importing qiskit.
+
+Snakemake parses the Snakefile for every run; everything here must be cheap. The one
+expensive call, :meth:`Study.collect_plan`, runs only when the ``collect`` target is part of
+the DAG, and only once per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from qpuflow.config import ConfigError, validate_config
+from qpuflow.paths import Paths
+from qpuflow.plan import RunSpec, plan_runs
+from qpuflow.provenance import utc_now
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectPlan:
+    targets: list[str]              # result files Snakemake should have (existing or to download)
+    rows: list[dict[str, Any]]      # status rows polled at planning time
+
+
+class Study:
+    """A validated config, its runs and its paths, as seen by one Snakemake run."""
+
+    def __init__(self, config: dict[str, Any], *, source: str, base: Path | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.paths = Paths.from_config(config, base=Path("."))
+        self.results_dir = config["results_dir"]
+        self.runs = {spec.key: spec for spec in plan_runs(config)}
+        self.started = utc_now()
+
+    @classmethod
+    def from_snakemake(cls, config: dict[str, Any], configfiles: Sequence[Any]) -> "Study":
+        source = ", ".join(str(f) for f in configfiles) or "config.yaml"
+        try:
+            validate_config(config, source=source)
+        except ConfigError as exc:
+            from snakemake.exceptions import WorkflowError
+
+            raise WorkflowError(str(exc)) from None
+        return cls(config, source=source)
+
+    def spec(self, exp: str, run: str) -> RunSpec:
+        try:
+            return self.runs[f"{exp}/{run}"]
+        except KeyError:
+            raise ValueError(
+                f"{exp}/{run} is not a run of {self.source}; runs are: {', '.join(sorted(self.runs)[:8])} ..."
+            ) from None
+
+    def isa_path(self, exp: str, run: str) -> str:
+        return str(self._rel(self.paths.isa(self.spec(exp, run))))
+
+    def isa_info_path(self, exp: str, run: str) -> str:
+        return str(self._rel(self.paths.isa_info(self.spec(exp, run))))
+
+    def marker_paths(self) -> list[str]:
+        return [str(self._rel(self.paths.marker(key))) for key in self.runs]
+
+    def _rel(self, path: Path) -> Path:
+        return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
+
+    @functools.cached_property
+    def _collect_plan(self) -> CollectPlan:
+        from qpuflow.collect import provider_factory, read_markers, status_rows
+        from qpuflow.summary import print_status
+
+        markers = read_markers(self.paths)
+        rows = status_rows(self.paths, markers, provider_factory(self.config, self.paths))
+        targets = [str(self._rel(self.paths.result(r.run_key))) for r in rows if r.final]
+        waiting = [r for r in rows if not r.final]
+        if waiting:
+            print(f"Status of {len(rows)} submitted job(s) at planning time; {len(waiting)} not final yet:", file=sys.stderr)
+            from rich.console import Console
+
+            print_status(waiting, Console(stderr=True))
+        return CollectPlan(targets=targets, rows=[dataclasses.asdict(r) for r in rows])
+
+    def collect_plan(self) -> CollectPlan:
+        return self._collect_plan
+
+    def export_submissions(self) -> None:
+        from qpuflow.exports import export_submissions
+
+        path = export_submissions(self.paths, since=self.started)
+        if path is not None:
+            print(f"Submission export: {path}")

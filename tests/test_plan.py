@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from qpuflow.config import load_config
+from qpuflow.plan import RunSpec, plan_runs, select_experiments
+from tests.conftest import REPO
+
+
+def test_default_study_runs():
+    runs = plan_runs(load_config(REPO / "config.yaml"))
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys)) == 10  # 2 states x 3 repetitions + 4 sessions
+    assert "surface_code/Lplus_rep2" in keys and "deployment/session003_calibration" in keys
+    sc = [r for r in runs if r.kind == "surface_code"]
+    assert {r.logical_state for r in sc} == {"0", "+"} and all(r.shots == 4096 for r in sc)
+    assert len(select_experiments(runs, "deployment")) == 4
+    assert len(select_experiments(runs, "both")) == 10
+
+
+def test_run_id_is_stable_across_processes_and_sensitive_to_content():
+    spec = plan_runs(load_config(REPO / "config.yaml"))[0]
+    code = ("from qpuflow.config import load_config; from qpuflow.plan import plan_runs; "
+            f"print(plan_runs(load_config({str(REPO / 'config.yaml')!r}))[0].run_id())")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert other == spec.run_id()
+    for change in ({"shots": 4097}, {"transpiler_seed": 1}, {"backend": "fake_torino"}, {"repetition": 9},
+                   {"logical_state": "1"}, {"rounds": 2}):
+        assert dataclasses.replace(spec, **change).run_id() != spec.run_id(), change
+    assert spec.job_tag().startswith("qpuflow-run-") and spec.run_id()[:24] in spec.job_tag()
+
+
+def test_spec_round_trip_and_validation():
+    spec = plan_runs(load_config(REPO / "config.yaml"))[-1]
+    assert RunSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(ValueError, match="distance"):
+        dataclasses.replace(spec, distance=4)
+    with pytest.raises(ValueError, match="unknown RunSpec fields"):
+        RunSpec.from_json({**spec.to_json(), "token": "x"})

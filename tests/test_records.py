@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qpuflow.records import (CorruptRecordError, Marker, Result, pack_bits, unpack_bits, write_json_atomic,
+                             write_marker)
+
+
+def make_marker(**changes) -> Marker:
+    fields = dict(
+        job_id="abc123", experiment_type="surface_code", backend="fake_fez", logical_state="0", shots=100,
+        circuit_hash="h" * 64, transpiled_depth=10, transpiled_gates=20,
+        submission_time="2026-11-24T01:00:00+00:00", api_key_index=0, git_commit="c0ffee", status="submitted",
+        run_key="sc/L0_rep0", run_id="r" * 64, job_tag="qpuflow-run-x", account="local", provider="local",
+        tags=["qpuflow", "qpuflow-run-x"], isa_path="results/isa/x.qpy", isa_sha256="s" * 64,
+        physical_layout=[3, 4, 5], transpiler_seed=1, optimization_level=1,
+        calibration_snapshot="results/calibration/fake_fez/x.json", package_versions={"qiskit": "2"},
+        git_dirty=False, estimated_qpu_seconds=3.0, max_execution_time=120, spec={"shots": 100},
+    )
+    fields.update(changes)
+    return Marker(**fields)
+
+
+SEED_FIELDS = ["job_id", "experiment_type", "backend", "logical_state", "shots", "circuit_hash", "transpiled_depth",
+               "transpiled_gates", "submission_time", "api_key_index", "git_commit", "status"]
+
+
+def test_marker_round_trip_has_seed_fields(tmp_path):
+    marker = make_marker()
+    path = tmp_path / "m.json"
+    write_marker(path, marker)
+    data = json.loads(path.read_text())
+    assert all(field in data for field in SEED_FIELDS)
+    assert Marker.read(path) == marker
+
+
+@pytest.mark.parametrize("bad", [dict(job_id=""), dict(shots=0), dict(submission_time="2026-11-24T01:00:00"),
+                                 dict(tags=["qpuflow"])])
+def test_marker_validates(bad):
+    with pytest.raises(ValueError):
+        make_marker(**bad)
+
+
+def test_marker_is_never_replaced_by_a_different_one(tmp_path):
+    path = tmp_path / "m.json"
+    write_marker(path, make_marker())
+    write_marker(path, make_marker())  # identical: fine
+    with pytest.raises(CorruptRecordError, match="never rewritten"):
+        write_marker(path, make_marker(job_id="other"))
+    assert Marker.read(path).job_id == "abc123"
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"job_id": "x"})])
+def test_corrupt_marker_names_its_path(tmp_path, content):
+    path = tmp_path / "sc" / "L0_rep0.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(CorruptRecordError, match=str(path)):
+        Marker.read(path)
+    assert path.read_text() == content  # left as it was
+
+
+@pytest.mark.parametrize("nbits", [1, 7, 8, 9, 33])
+def test_bit_packing_round_trips(nbits):
+    rng = np.random.default_rng(nbits)
+    bits = rng.random((57, nbits)) < 0.3
+    assert np.array_equal(unpack_bits(pack_bits(bits)), bits)
+
+
+def test_result_requires_error_for_failures_and_bits_for_success():
+    with pytest.raises(ValueError, match="error message"):
+        Result(job_id="j", run_key="a/b", status="failed", completion_time=None, usage_seconds=None)
+    with pytest.raises(ValueError, match="registers"):
+        Result(job_id="j", run_key="a/b", status="completed", completion_time=None, usage_seconds=1.0)
+    bits = np.eye(3, dtype=bool)
+    result = Result(job_id="j", run_key="a/b", status="completed", completion_time=None, usage_seconds=1.0,
+                    registers={"data": pack_bits(bits)})
+    assert np.array_equal(Result.from_json(result.to_json()).bit_arrays()["data"], bits)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    write_json_atomic(tmp_path / "a" / "x.json", {"a": 1})
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]

@@ -1,0 +1,49 @@
+import sys
+from pathlib import Path
+
+# Importable from a plain checkout too; `pip install -e .` makes this a no-op.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from qpuflow import wf  # noqa: E402
+
+# Validates (schema through snakemake.utils.validate, defaults filled) and plans the runs.
+STUDY = wf.Study.from_snakemake(config, workflow.overwrite_configfiles or ["config.yaml"])
+R = STUDY.results_dir
+
+
+wildcard_constraints:
+    exp="[A-Za-z][A-Za-z0-9_-]*",
+    run="[A-Za-z0-9_]+",
+    backend="[a-z][a-z0-9_]*",
+
+
+def get_spec(wildcards):
+    return STUDY.spec(wildcards.exp, wildcards.run).to_json()
+
+
+def get_isa(wildcards):
+    return STUDY.isa_path(wildcards.exp, wildcards.run)
+
+
+def get_isa_info(wildcards):
+    return STUDY.isa_info_path(wildcards.exp, wildcards.run)
+
+
+def get_all_markers():
+    return STUDY.marker_paths()
+
+
+def get_collect_targets(wildcards):
+    return STUDY.collect_plan().targets
+
+
+def get_collect_rows(wildcards):
+    return STUDY.collect_plan().rows
+
+
+onsuccess:
+    STUDY.export_submissions()
+
+
+onerror:
+    STUDY.export_submissions()

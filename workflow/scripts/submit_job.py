@@ -1,0 +1,3 @@
+from qpuflow.smk import submit
+
+submit(snakemake)  # noqa: F821 - injected by Snakemake

@@ -1,0 +1,3 @@
+from qpuflow.smk import transpile
+
+transpile(snakemake)  # noqa: F821 - injected by Snakemake
