@@ -55,6 +55,7 @@ def run(cmd: list[str], cwd: Path, *, env: dict | None = None, check: bool = Tru
         timeout: float = 600) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc.all = proc.stdout + proc.stderr  # Snakemake logs to stderr, scripts print to stdout
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr}")
     return proc

@@ -68,10 +68,14 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(info.to_json(), sort_keys=True))
             return 0
         table = Table(title=f"{len(infos)} job(s) at provider '{provider.name}'")
-        for col in ("job_id", "status", "created", "backend", "tags"):
-            table.add_column(col)
+        # Job IDs are what a user copies out of this table: never wrap or cut them.
+        table.add_column("job_id", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("created (UTC)", no_wrap=True)
+        table.add_column("backend")
+        table.add_column("tags", overflow="fold")
         for info in infos:
-            table.add_row(info.job_id, info.state.value, info.created, info.backend, ", ".join(info.tags))
+            table.add_row(info.job_id, info.state.value, info.created[:19], info.backend, ", ".join(info.tags))
         console.print(table)
         return 0
     if args.command == "status":

@@ -110,13 +110,21 @@ def print_summary(rows: list[dict[str, Any]], console: Any = None) -> None:
 
     console = console or Console()
     table = Table(title="Raw (undecoded) results per experiment and logical state")
-    for name in ("experiment", "kind", "state", "jobs done", "shots", "raw logical error [95% CI]", "detection fraction"):
-        table.add_column(name, justify="right" if name not in ("experiment", "kind") else "left")
+    table.add_column("experiment", no_wrap=True)
+    table.add_column("state", justify="center", no_wrap=True)
+    table.add_column("jobs", justify="right", no_wrap=True)
+    table.add_column("shots", justify="right", no_wrap=True)
+    table.add_column("raw p_L", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("det. rate", justify="right", no_wrap=True)
     for row in rows:
-        rate = ("-" if row["raw_logical_error_rate"] is None else
-                f"{row['raw_logical_error_rate']:.4f} [{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]")
-        frac = "-" if row["detection_fraction"] is None else f"{row['detection_fraction']:.4f}"
-        table.add_row(row["experiment"], row["kind"], row["logical_state"],
-                      f"{row['completed']}/{row['jobs']}" + (f" ({row['failed']} failed)" if row["failed"] else ""),
-                      str(row["shots"]), rate, frac)
+        has = row["raw_logical_error_rate"] is not None
+        table.add_row(
+            row["experiment"], row["logical_state"],
+            f"{row['completed']}/{row['jobs']}" + (f" ({row['failed']} failed)" if row["failed"] else ""),
+            str(row["shots"]),
+            f"{row['raw_logical_error_rate']:.4f}" if has else "-",
+            f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]" if has else "-",
+            "-" if row["detection_fraction"] is None else f"{row['detection_fraction']:.4f}",
+        )
     console.print(table)

@@ -162,7 +162,8 @@ class LocalProvider:
         """Move a job along the simulated clock; simulate it when its run time is over."""
         with self._job_lock(job_id):
             record = self._read(job_id)
-            assert record is not None
+            if record is None:
+                raise ProviderError(f"local job {job_id} vanished from {self.jobs_dir} while being advanced")
             now = time.time()
             start = record["created_epoch"] + record["queue_seconds"]
             end = start + record["run_seconds"]
