@@ -57,8 +57,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise CorruptRecordError(
-            f"{path}: corrupt {what} file ({exc}). It was left as it is; inspect it, then restore it "
-            f"from the ledger (qpuflow repair) or move it away."
+            f"{path}: corrupt {what} file ({exc}). It was left as it is: move it away; a marker is then "
+            f"restored from the ledger by `snakemake --cores 1 submit`, a result downloaded again by collect."
         ) from None
     if not isinstance(data, dict):
         raise CorruptRecordError(f"{path}: corrupt {what} file (not a JSON object).")

@@ -7,6 +7,7 @@ scripts are one line each.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,16 @@ def collect_summary(smk: Any) -> None:
         if paths.result(key).exists():
             row = JobStatusRow(key, row.job_id, row.state if row.state != "?" else "DONE", collected=True, error=row.error)
         rows.append(row)
+    from rich.console import Console
+
+    console = Console(record=True)  # printed for the user, and kept in the rule's log
     if not rows:
-        print("No submitted jobs yet: run `snakemake --cores 1 submit` first.")
-        return
-    print_status(rows)
-    print_summary(summary_table(paths, markers))
-    print(f"Collection export: {export_collection(paths, rows)}")
+        console.print("No submitted jobs yet: run `snakemake --cores 1 submit` first.")
+    else:
+        print_status(rows, console)
+        print_summary(summary_table(paths, markers), console)
+        export = export_collection(paths, rows)
+        console.print(f"Collection export: {os.path.relpath(export)}", highlight=False, soft_wrap=True)
+    if smk.log:
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(smk.log[0]).write_text(console.export_text())

@@ -24,6 +24,8 @@ rule collect:
         get_collect_targets,
     params:
         rows=get_collect_rows,
+    log:
+        "logs/collect/summary.log",
     localrule: True
     conda:
         "../../envs/qpuflow.yaml"
