@@ -49,6 +49,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
         layout = select_chain(backend, circuit.num_qubits, weights=weights)
     isa = transpile_isa(circuit, backend, seed=spec.transpiler_seed,
                         optimization_level=spec.optimization_level, initial_layout=layout)
+    require_preflight(isa, spec.key, stage="transpiled")
     _write_qpy(out_isa, isa, qpy)
     summary = isa_summary(isa)
     info = {
@@ -70,6 +71,27 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     }
     write_json_atomic(out_info, info)
     return info
+
+
+class PreflightError(RuntimeError):
+    """A circuit whose noiseless outcome is wrong; it is never submitted."""
+
+
+def require_preflight(isa: Any, run_key: str, *, stage: str) -> None:
+    """Simulate ``isa`` without noise; raise if a detector or observable is wrong.
+
+    Every detector must be deterministically 0 and every observable must equal the prepared
+    state's value. Such a circuit would spend budget on data that cannot mean anything.
+    """
+    from qpuflow.simulate import preflight_check
+
+    problems = preflight_check(isa)
+    if problems:
+        listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise PreflightError(
+            f"{run_key}: the {stage} circuit fails the noiseless preflight check, so it was not "
+            f"submitted: {listed}. Check the circuit builder or the transpiler settings."
+        )
 
 
 def save_calibration(snapshot: dict[str, Any], paths: Paths, backend: str) -> Path:

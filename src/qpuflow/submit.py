@@ -96,6 +96,7 @@ def submit_run(
             write_marker(marker_path, marker)
             return marker
 
+        _check_isa_before_spending(spec, isa_path, info)
         cost = estimate_qpu_seconds(shots=spec.shots, circuit_duration=info.get("duration_seconds"))
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
         account_name = choose_account(usage, cost, run_key=spec.key, preferred=account)
@@ -121,6 +122,24 @@ def submit_run(
             write_marker(marker_path, marker)
         log.info("%s: submitted as job %s (account %s, ~%.1f QPU s)", spec.key, job_id, account_name, cost)
         return marker
+
+
+def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, Any]) -> None:
+    """The file about to be sent is the one transpiled and it passes the noiseless preflight."""
+    from qiskit import qpy
+
+    from qpuflow.provenance import file_sha256
+    from qpuflow.stages import require_preflight
+
+    if file_sha256(isa_path) != info["isa_sha256"]:
+        raise SubmissionConflict(
+            f"{spec.key}: {isa_path} changed after it was transpiled (its hash differs from the "
+            f"transpile record). Not submitting a circuit nobody checked: delete it and its .json "
+            f"to transpile again."
+        )
+    with open(isa_path, "rb") as fh:
+        (isa,) = qpy.load(fh)
+    require_preflight(isa, spec.key, stage="ISA")
 
 
 def _tags(spec: RunSpec, config: dict[str, Any]) -> list[str]:
