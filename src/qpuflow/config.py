@@ -9,6 +9,7 @@ Every failure is a :class:`ConfigError` naming the file, the field and the value
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,20 +106,69 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
         backend = exp.get("backend", provider["backend"])
         if provider["name"] == "local" or provider.get("ibm", {}).get("local_mode"):
             known = fake_backend_names()
-            if backend not in known:
+            # Synthetic uniform-noise backends only exist in qpuflow's own simulator; the
+            # IBM client's local mode runs backend.run(), which they do not implement.
+            synthetic_ok = provider["name"] == "local" and is_synthetic_backend(backend)
+            if backend not in known and not synthetic_ok:
                 field = f"experiments.{name}.backend" if "backend" in exp else "provider.backend"
                 import difflib
 
                 close = difflib.get_close_matches(backend, known, n=3, cutoff=0.5)
                 suggestion = ", ".join(dict.fromkeys([*close, "fake_fez"]))
+                synthetic = (
+                    "synthetic backends (uniform_grid_p<digits>, uniform_line_p<digits>) only work "
+                    "with provider 'local'"
+                    if provider["name"] != "local"
+                    else "or a synthetic uniform-noise backend uniform_grid_p<digits> / "
+                    "uniform_line_p<digits> with p = 0.<digits> <= 0.5, e.g. uniform_grid_p001"
+                )
                 raise ConfigError(
                     f"{source}: field '{field}' is '{backend}', which the local simulator does not know. "
                     f"Use a fake IBM backend such as {suggestion} ({len(known)} in all; "
-                    f"'qpuflow backends' lists them)."
+                    f"'qpuflow backends' lists them), {synthetic}."
                 )
     names = [a["name"] for a in config["accounts"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: field 'accounts' names an account twice: {names}.")
+
+
+# Synthetic backends of the local simulator: a square grid or a line of qubits with the
+# same error p on every operation (see qpuflow.transpile.load_backend). The digits are the
+# decimals of p, so uniform_grid_p001 has p = 0.001 and uniform_grid_p0 is noiseless.
+_SYNTHETIC_BACKEND = re.compile(r"uniform_(grid|line)_p([0-9]+)")
+SYNTHETIC_MAX_ERROR = 0.5
+
+
+def synthetic_backend_spec(name: str) -> tuple[str, float] | None:
+    """``(topology, p)`` of a synthetic uniform-noise backend name, ``None`` for other names.
+
+    >>> synthetic_backend_spec("uniform_grid_p001")
+    ('grid', 0.001)
+    >>> synthetic_backend_spec("fake_fez") is None
+    True
+
+    Raises:
+        ValueError: the name has the synthetic form but ``p`` is above
+            :data:`SYNTHETIC_MAX_ERROR` (a readout that is wrong more often than right).
+    """
+    match = _SYNTHETIC_BACKEND.fullmatch(str(name))
+    if match is None:
+        return None
+    p = float("0." + match.group(2))
+    if p > SYNTHETIC_MAX_ERROR:
+        raise ValueError(
+            f"synthetic backend {name!r} has p = {p}, above {SYNTHETIC_MAX_ERROR}; the digits "
+            "after 'p' are the decimals of the error probability (uniform_grid_p001 is p = 0.001)"
+        )
+    return match.group(1), p
+
+
+def is_synthetic_backend(name: str) -> bool:
+    """True for a valid synthetic uniform-noise backend name (``uniform_grid_p001`` etc.)."""
+    try:
+        return synthetic_backend_spec(name) is not None
+    except ValueError:
+        return False
 
 
 def fake_backend_names() -> list[str]:

@@ -27,9 +27,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import qiskit
-from qiskit.circuit import QuantumCircuit
-from qiskit.transpiler import Target, generate_preset_pass_manager
+from qiskit.circuit import Delay, Measure, Parameter, QuantumCircuit, Reset
+from qiskit.circuit.library import CZGate, RZGate, SXGate, XGate
+from qiskit.providers import BackendV2, Options, QubitProperties
+from qiskit.transpiler import InstructionProperties, Target, generate_preset_pass_manager
 from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+from qpuflow.config import synthetic_backend_spec
 
 __all__ = [
     "UnknownBackendError",
@@ -39,6 +43,9 @@ __all__ = [
     "DEAD_COUPLER_ERROR",
     "available_backends",
     "load_backend",
+    "UniformNoiseBackend",
+    "SYNTHETIC_GRID_SIZE",
+    "SYNTHETIC_LINE_LENGTH",
     "usable_target",
     "excluded_couplers",
     "select_chain",
@@ -99,18 +106,26 @@ def available_backends() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def load_backend(name: str):
-    """Return the fake backend called ``name`` (cached per process).
+    """Return the backend called ``name`` (cached per process).
 
     Args:
-        name: e.g. ``"fake_fez"``; see :func:`available_backends`.
+        name: a fake backend, e.g. ``"fake_fez"`` (see :func:`available_backends`), or a
+            synthetic uniform-noise backend ``uniform_grid_p<digits>`` /
+            ``uniform_line_p<digits>`` with ``p = 0.<digits>`` (see :class:`UniformNoiseBackend`).
 
     Returns:
         A ``BackendV2`` with the device's calibration data.
 
     Raises:
-        UnknownBackendError: no fake backend has that name; the message lists close and
+        UnknownBackendError: no backend has that name; the message lists close and
             available names.
     """
+    try:
+        spec = synthetic_backend_spec(name)
+    except ValueError as exc:
+        raise UnknownBackendError(str(exc)) from None
+    if spec is not None:
+        return UniformNoiseBackend(name, topology=spec[0], p=spec[1])
     names = _fake_backend_names()
     if name not in names:
         close = difflib.get_close_matches(str(name), names, n=3)
@@ -118,11 +133,127 @@ def load_backend(name: str):
         raise UnknownBackendError(
             f"unknown backend {name!r}; {hint}available fake backends include "
             f"{', '.join(names[:6])}, ... ({len(names)} in total, see "
-            "qpuflow.transpile.available_backends())"
+            "qpuflow.transpile.available_backends()), or a synthetic uniform-noise backend "
+            "uniform_grid_p<digits> / uniform_line_p<digits> (p = 0.<digits>, e.g. uniform_grid_p001)"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return FakeProviderForBackendV2().backend(name)
+
+
+# --------------------------------------------------------------------------------------
+# synthetic uniform-noise backends
+# --------------------------------------------------------------------------------------
+
+# A 15 x 15 square lattice holds the rotated surface code up to d = 7 (a diamond 2d + 1 = 15
+# wide once the code's diagonal couplings are turned into lattice edges), so VF2Layout finds
+# a perfect layout and no SWAP is inserted. A 61-qubit line holds repetition codes to d = 31.
+SYNTHETIC_GRID_SIZE = 15
+SYNTHETIC_LINE_LENGTH = 61
+
+# Durations typical of IBM Heron devices; only used for scheduling and idle noise.
+_SYNTHETIC_DT = 4e-9
+_SYNTHETIC_DURATIONS = {"sx": 32e-9, "x": 32e-9, "cz": 68e-9, "measure": 1.56e-6, "reset": 1.56e-6}
+_SYNTHETIC_T1 = _SYNTHETIC_T2 = 300e-6
+
+
+def _synthetic_couplers(topology: str) -> tuple[int, list[tuple[int, int]]]:
+    if topology == "line":
+        n = SYNTHETIC_LINE_LENGTH
+        return n, [(q, q + 1) for q in range(n - 1)]
+    if topology == "grid":
+        w = SYNTHETIC_GRID_SIZE
+        edges = []
+        for r in range(w):
+            for c in range(w):
+                q = r * w + c
+                if c + 1 < w:
+                    edges.append((q, q + 1))
+                if r + 1 < w:
+                    edges.append((q, q + w))
+        return w * w, edges
+    raise ValueError(f"unknown synthetic topology {topology!r}; use 'grid' or 'line'")
+
+
+def _error_for_channel(p: float, factor: float) -> float:
+    # factor * (p / factor) can be one ulp off p (e.g. p = 0.0007); use a neighbouring float
+    # that gives p exactly when one exists (for some p none does: then it stays one ulp off).
+    r = p / factor
+    for cand in (r, math.nextafter(r, math.inf), math.nextafter(r, -math.inf)):
+        if cand * factor == p:
+            return cand
+    return r
+
+
+def _uniform_target(topology: str, p: float) -> Target:
+    n, edges = _synthetic_couplers(topology)
+    target = Target(
+        description=f"uniform noise p={p} on a {topology}",
+        num_qubits=n,
+        dt=_SYNTHETIC_DT,
+        qubit_properties=[QubitProperties(t1=_SYNTHETIC_T1, t2=_SYNTHETIC_T2) for _ in range(n)],
+    )
+    # qpuflow.simulate turns a Target error r into DEPOLARIZE1(1.5 r) after sx/x and
+    # DEPOLARIZE2(1.25 r) after cz; dividing by its factors makes every simulated channel
+    # exactly p. Imported here because qpuflow.simulate imports this module.
+    from qpuflow.simulate import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
+
+    d = _SYNTHETIC_DURATIONS
+    r1 = _error_for_channel(p, ONE_QUBIT_DEPOLARIZING_FACTOR)
+    r2 = _error_for_channel(p, TWO_QUBIT_DEPOLARIZING_FACTOR)
+    target.add_instruction(SXGate(), {(q,): InstructionProperties(d["sx"], r1) for q in range(n)})
+    target.add_instruction(XGate(), {(q,): InstructionProperties(d["x"], r1) for q in range(n)})
+    target.add_instruction(
+        RZGate(Parameter("theta")), {(q,): InstructionProperties(0.0, 0.0) for q in range(n)}
+    )
+    # Both directions of every coupler, so the transpiler never flips a cz for direction.
+    target.add_instruction(
+        CZGate(),
+        {qa: InstructionProperties(d["cz"], r2) for a, b in edges for qa in ((a, b), (b, a))},
+    )
+    target.add_instruction(Measure(), {(q,): InstructionProperties(d["measure"], p) for q in range(n)})
+    target.add_instruction(Reset(), {(q,): InstructionProperties(d["reset"], 0.0) for q in range(n)})
+    target.add_instruction(Delay(Parameter("t")), {(q,): None for q in range(n)})
+    return target
+
+
+class UniformNoiseBackend(BackendV2):
+    """A synthetic device with the same error ``p`` on every operation, for the local simulator.
+
+    ``uniform_grid_p<digits>`` is a :data:`SYNTHETIC_GRID_SIZE` square lattice (large enough
+    for a d = 7 rotated surface code without routing), ``uniform_line_p<digits>`` a
+    :data:`SYNTHETIC_LINE_LENGTH`-qubit chain for repetition codes, with
+    ``p = float("0." + digits)``. Gate errors are chosen so that the channels
+    :mod:`qpuflow.simulate` derives are ``p`` (exactly, or one ulp off for a few p): sx/x
+    error ``p / 1.5`` (-> DEPOLARIZE1(p)), cz error ``p / 1.25`` (-> DEPOLARIZE2(p)),
+    readout error ``p``, reset and rz error free.
+    T1 = T2 = 300 us only matter with idle noise. ``run`` is not implemented: these
+    backends are simulated by :func:`qpuflow.simulate.sample_isa` only.
+    """
+
+    def __init__(self, name: str, *, topology: str, p: float):
+        super().__init__(name=name, description=f"synthetic uniform noise p={p} ({topology})", backend_version="1")
+        self.topology = topology
+        self.p = float(p)
+        self._target = _uniform_target(topology, self.p)
+
+    @property
+    def target(self) -> Target:
+        return self._target
+
+    @property
+    def max_circuits(self) -> None:
+        return None
+
+    @classmethod
+    def _default_options(cls) -> Options:
+        return Options(shots=4096)
+
+    def run(self, run_input, **options):
+        raise NotImplementedError(
+            f"{self.name} is a synthetic backend of qpuflow's local simulator; sample its "
+            "circuits with qpuflow.simulate.sample_isa (provider 'local'), not backend.run()"
+        )
 
 
 def _two_qubit_ops(target: Target) -> list[str]:
