@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-results lint
+.PHONY: demo test setup clean-results lint report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/snakemake --cores 1 submit
 	$(BIN)/snakemake --cores 1 collect
+
+## Decode what is collected and build the self-contained HTML report (results/report.html).
+report: $(STAMP)
+	$(BIN)/snakemake --cores 1 analyze
+	$(BIN)/snakemake analyze --report results/report.html
 
 ## Set up and run the whole test suite.
 test: $(STAMP)

@@ -1,6 +1,8 @@
 # qpuflow: exactly-once asynchronous QEC experiments on IBM Quantum hardware.
 #   snakemake --cores 1 submit    build, transpile and submit every run that has no marker yet
 #   snakemake --cores 1 collect   download finished results (never submits; exits 0 while jobs wait)
+#   snakemake --cores 1 analyze   decode what is collected: results/analysis/*.csv and plots
+#   snakemake analyze --report results/report.html   the self-contained HTML report
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,11 +11,15 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/circuits.smk"
 include: "workflow/rules/transpile.smk"
 include: "workflow/rules/submit.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule submit:

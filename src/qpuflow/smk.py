@@ -23,6 +23,7 @@ def _setup_logging(smk: Any) -> None:
         handlers.append(logging.FileHandler(smk.log[0]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # its pass timings drown our lines
 
 
 def _spec(smk: Any) -> RunSpec:
@@ -93,3 +94,14 @@ def collect_summary(smk: Any) -> None:
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
         Path(smk.log[0]).write_text(console.export_text())
+
+
+def analyze(smk: Any) -> None:
+    from qpuflow.analysis import AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates, write_tables
+
+    _setup_logging(smk)
+    tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config))
+    write_tables(tables, {name: Path(getattr(smk.output, name)) for name in ("runs", "summary", "detection_rounds", "provenance")})
+    plot_error_rates(tables["summary"], Path(smk.output.error_rates))
+    plot_detection_rounds(tables["detection_rounds"], Path(smk.output.rounds_plot))
+    logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))

@@ -86,6 +86,10 @@ class Study:
     def collect_plan(self) -> CollectPlan:
         return self._collect_plan
 
+    def collected_result_paths(self) -> list[str]:
+        """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
+        return [str(self._rel(p)) for p in sorted((self.paths.root / "collected").glob("*/*.json"))]
+
     def export_submissions(self) -> None:
         from qpuflow.exports import export_submissions
 

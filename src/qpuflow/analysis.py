@@ -1,0 +1,228 @@
+"""From collected results to logical error rates with confidence intervals, tables and plots.
+
+For every completed run the measurement record is rebuilt from the registers, detection
+events and observable flips come from the measurement map, and PyMatching decodes with a
+detector error model: uniform circuit-level noise on the logical circuit by default, or the
+noise of the calibration snapshot saved with the job (``analysis.decoder_noise:
+calibration``). Rates are reported raw (no decoding) and decoded, each with a Wilson 95%
+interval, per run and pooled per experiment and logical state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qpuflow.collect import read_markers
+from qpuflow.paths import Paths
+from qpuflow.records import Marker, Result
+from qpuflow.stats import wilson_interval
+
+TABLES = ("runs", "summary", "detection_rounds", "provenance")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSettings:
+    decoder_noise: str = "uniform"
+    uniform_p: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.decoder_noise not in ("uniform", "calibration"):
+            raise ValueError(f"analysis.decoder_noise must be uniform or calibration, got {self.decoder_noise!r}")
+        if not 0 < self.uniform_p < 0.5:
+            raise ValueError(f"analysis.uniform_p must be in (0, 0.5), got {self.uniform_p}")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "AnalysisSettings":
+        section = config.get("analysis", {})
+        return cls(decoder_noise=section.get("decoder_noise", "uniform"), uniform_p=float(section.get("uniform_p", 1e-3)))
+
+
+def _rate_columns(prefix: str, errors: int, shots: int) -> dict[str, Any]:
+    low, high = wilson_interval(errors, shots)
+    return {f"{prefix}_errors": errors, f"{prefix}_rate": errors / shots if shots else float("nan"),
+            f"{prefix}_ci_low": low, f"{prefix}_ci_high": high}
+
+
+class _Decoder:
+    """Builds each detector error model once per circuit and decodes results with it."""
+
+    def __init__(self, settings: AnalysisSettings) -> None:
+        self.settings = settings
+        self._dems: dict[str, Any] = {}
+
+    def decode(self, marker: Marker, result: Result):
+        from qiskit import qpy
+
+        from qpuflow.circuits import MeasurementMap
+        from qpuflow.decode import calibration_dem, decode_registers, uniform_dem
+
+        with open(marker.isa_path, "rb") as fh:
+            (isa,) = qpy.load(fh)
+        stim_text = isa.metadata["stim_circuit"]
+        mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
+        if self.settings.decoder_noise == "uniform":
+            key = f"uniform:{self.settings.uniform_p}:{stim_text}"
+            if key not in self._dems:
+                self._dems[key] = uniform_dem(stim_text, self.settings.uniform_p)
+        else:
+            key = f"calibration:{marker.isa_sha256}:{marker.calibration_snapshot}"
+            if key not in self._dems:
+                snapshot = json.loads(Path(marker.calibration_snapshot).read_text())
+                self._dems[key] = calibration_dem(isa, snapshot)
+        return decode_registers(result.bit_arrays(), mmap, self._dems[key], stim_circuit_text=stim_text)
+
+
+def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]:
+    """Decode every collected run and return the four tidy tables (see :data:`TABLES`)."""
+    decoder = _Decoder(settings)
+    runs, rounds, provenance = [], [], []
+    for key, marker in sorted(read_markers(paths).items()):
+        result_path = paths.result(key)
+        result = Result.read(result_path) if result_path.exists() else None
+        spec = marker.spec
+        base = {
+            "experiment": spec["experiment"], "run": spec["run"], "run_key": key, "kind": spec["kind"],
+            "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
+            "session": spec.get("session"), "arm": spec.get("arm"), "backend": marker.backend, "job_id": marker.job_id,
+        }
+        provenance.append({
+            "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",
+            "backend": marker.backend, "physical_qubits": " ".join(map(str, marker.physical_layout)),
+            "submission_time": marker.submission_time,
+            "completion_time": result.completion_time if result else None,
+            "usage_seconds": result.usage_seconds if result else None,
+            "account": marker.account, "git_commit": marker.git_commit, "git_dirty": marker.git_dirty,
+            "circuit_hash": marker.circuit_hash, "transpiler_seed": marker.transpiler_seed,
+            "calibration_snapshot": marker.calibration_snapshot,
+            "qiskit": marker.package_versions.get("qiskit"), "stim": marker.package_versions.get("stim"),
+        })
+        if result is None or result.status != "completed":
+            runs.append({**base, "status": result.status if result else "pending", "shots": 0,
+                         "error": result.error if result else None})
+            continue
+        decoded = decoder.decode(marker, result)
+        detectors = sum(decoded.detectors_per_round)
+        events = sum(decoded.detection_events_per_round)
+        runs.append({
+            **base, "status": "completed", "shots": decoded.shots,
+            **_rate_columns("raw", decoded.raw_errors, decoded.shots),
+            **_rate_columns("decoded", decoded.decoded_errors, decoded.shots),
+            "detection_fraction": events / (detectors * decoded.shots) if detectors and decoded.shots else float("nan"),
+            "decoder": f"pymatching/{settings.decoder_noise}", "usage_seconds": result.usage_seconds, "error": None,
+        })
+        for index, (n_events, n_detectors) in enumerate(zip(decoded.detection_events_per_round,
+                                                            decoded.detectors_per_round)):
+            trials = n_detectors * decoded.shots
+            low, high = wilson_interval(n_events, trials)
+            rounds.append({**{k: base[k] for k in ("experiment", "run_key", "kind", "logical_state")},
+                           "round": index, "detectors": n_detectors, "shots": decoded.shots, "events": n_events,
+                           "fraction": n_events / trials if trials else float("nan"), "ci_low": low, "ci_high": high})
+    runs_df = pd.DataFrame(runs)
+    return {
+        "runs": runs_df,
+        "summary": _summary(runs_df),
+        "detection_rounds": pd.DataFrame(rounds),
+        "provenance": pd.DataFrame(provenance),
+    }
+
+
+def _summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Pool completed runs per experiment and logical state (shots and errors add up)."""
+    if runs.empty or "raw_errors" not in runs:
+        return pd.DataFrame()
+    done = runs[runs["status"] == "completed"]
+    rows = []
+    keys = ["experiment", "kind", "logical_state", "distance", "rounds", "backend"]
+    for group, frame in done.groupby(keys, sort=True):
+        shots = int(frame["shots"].sum())
+        rows.append({
+            **dict(zip(keys, group)), "jobs": len(frame),
+            "jobs_failed": int(((runs["experiment"] == group[0]) & (runs["logical_state"] == group[2])
+                                & runs["status"].isin(["failed", "cancelled"])).sum()),
+            "shots": shots,
+            **_rate_columns("raw", int(frame["raw_errors"].sum()), shots),
+            **_rate_columns("decoded", int(frame["decoded_errors"].sum()), shots),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], outputs: dict[str, Path]) -> None:
+    for name in TABLES:
+        path = Path(outputs[name])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".csv.tmp")
+        tables[name].to_csv(tmp, index=False)
+        tmp.replace(path)
+
+
+def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
+    """Raw vs decoded logical error rate per logical state, one panel per experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    experiments = list(dict.fromkeys(summary["experiment"])) if not summary.empty else []
+    fig, axes = plt.subplots(1, max(1, len(experiments)), figsize=(4.2 * max(1, len(experiments)), 4), squeeze=False)
+    for ax, name in zip(axes[0], experiments):
+        frame = summary[summary["experiment"] == name].reset_index(drop=True)
+        x = range(len(frame))
+        for offset, prefix, label, marker in ((-0.12, "raw", "raw (no decoding)", "o"),
+                                              (0.12, "decoded", "decoded (PyMatching)", "s")):
+            rate = frame[f"{prefix}_rate"]
+            err = [(rate - frame[f"{prefix}_ci_low"]).clip(lower=0), (frame[f"{prefix}_ci_high"] - rate).clip(lower=0)]
+            ax.errorbar([i + offset for i in x], rate, yerr=err, fmt=marker, capsize=4, label=label)
+        first = frame.iloc[0]
+        ax.set_title(f"{name}\n{first['kind']} d={first['distance']}, rounds={first['rounds']}, {first['backend']}",
+                     fontsize=10)
+        ax.set_xticks(list(x), [f"|{s}>" for s in frame["logical_state"]])
+        ax.set_xlim(-0.6, len(frame) - 0.4)
+        ax.set_xlabel("prepared logical state")
+        ax.set_ylabel("logical error rate per job (95% CI)")
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    if not experiments:
+        axes[0][0].text(0.5, 0.5, "no completed jobs yet", ha="center", va="center")
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_detection_rounds(rounds: pd.DataFrame, out: Path) -> None:
+    """Fraction of detectors that fired, per round, pooled per experiment and logical state."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if rounds.empty:
+        ax.text(0.5, 0.5, "no completed jobs yet", ha="center", va="center")
+    else:
+        pooled = rounds.groupby(["experiment", "logical_state", "round"], sort=True)[["events", "detectors", "shots"]].sum()
+        for (experiment, state), frame in pooled.groupby(level=[0, 1]):
+            frame = frame.droplevel([0, 1])
+            # detectors x shots per job, summed over jobs: events / trials is the pooled fraction
+            trials = (rounds[(rounds["experiment"] == experiment) & (rounds["logical_state"] == state)]
+                      .assign(trials=lambda f: f["detectors"] * f["shots"]).groupby("round")["trials"].sum())
+            fraction = frame["events"] / trials
+            bounds = [wilson_interval(int(e), int(t)) for e, t in zip(frame["events"], trials)]
+            err = [(fraction - [b[0] for b in bounds]).clip(lower=0), ([b[1] for b in bounds] - fraction).clip(lower=0)]
+            ax.errorbar(frame.index, fraction, yerr=err, marker="o", capsize=3, label=f"{experiment} |{state}>")
+        ax.set_xticks(sorted(rounds["round"].unique()))
+        ax.legend(fontsize=8)
+    ax.set_xlabel("round (last = from the final data readout)")
+    ax.set_ylabel("detection-event fraction (95% CI)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

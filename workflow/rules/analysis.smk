@@ -1,0 +1,20 @@
+rule analyze:
+    """Decode every collected result: tables with 95% intervals, plots, provenance."""
+    input:
+        get_collected_results,
+    output:
+        runs=report(f"{R}/analysis/runs.csv", caption="../report/runs.rst", category="Tables"),
+        summary=report(f"{R}/analysis/summary.csv", caption="../report/summary.rst", category="Tables"),
+        detection_rounds=report(f"{R}/analysis/detection_rounds.csv", caption="../report/detection_rounds.rst",
+                                category="Tables"),
+        provenance=report(f"{R}/analysis/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
+        error_rates=report(f"{R}/analysis/logical_error_rates.png", caption="../report/error_rates.rst",
+                           category="Figures"),
+        rounds_plot=report(f"{R}/analysis/detection_rounds.png", caption="../report/rounds_plot.rst",
+                           category="Figures"),
+    log:
+        "logs/analysis/analyze.log",
+    conda:
+        "../../envs/qpuflow.yaml"
+    script:
+        "../scripts/analyze.py"
