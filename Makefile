@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Submit the default study to the embedded local backend, collect, print the summary.
+## Submit the default study to the embedded local backend, collect, decode, print the summaries.
 demo: $(STAMP)
 	$(BIN)/snakemake --cores 1 submit
 	$(BIN)/snakemake --cores 1 collect
+	$(BIN)/snakemake --cores 1 analyze
 
 ## Decode what is collected and build the self-contained HTML report (results/report.html).
 report: $(STAMP)

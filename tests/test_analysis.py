@@ -63,3 +63,24 @@ def test_noisy_study_tables_plots_and_report(study, small_config):
     for name in ("runs.csv", "summary.csv", "provenance.csv", "logical_error_rates.png", "detection_rounds.png"):
         assert name in html, f"{name} missing from the report"
     assert "physical qubits" in html  # the provenance caption
+
+
+def test_calibration_decoder_uses_the_saved_snapshot(study, small_config, monkeypatch):
+    from qpuflow.analysis import AnalysisSettings, analyse
+    from qpuflow.paths import Paths
+
+    small_config["experiments"]["sc"]["shots"] = 3000
+    small_config["experiments"]["dep"]["shots"] = 3000
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    snakemake(study, "collect")
+    monkeypatch.chdir(study)
+    paths = Paths.from_config({"results_dir": "results", "provider": {}}, base=study)
+    uniform = analyse(paths, AnalysisSettings("uniform"))["runs"].set_index("run_key")
+    calibrated = analyse(paths, AnalysisSettings("calibration"))["runs"].set_index("run_key")
+    assert (calibrated["decoder"] == "pymatching/calibration").all()
+    assert (calibrated["raw_errors"] == uniform["raw_errors"]).all()  # same data, only the decoder differs
+    assert (calibrated["decoded_rate"] < calibrated["raw_rate"]).all()
+    # The device-aware model knows where the routing put the noise: it should not do worse.
+    sc = [k for k in calibrated.index if k.startswith("sc/")]
+    assert calibrated.loc[sc, "decoded_errors"].sum() <= uniform.loc[sc, "decoded_errors"].sum() * 1.1

@@ -226,3 +226,24 @@ def plot_detection_rounds(rounds: pd.DataFrame, out: Path) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def print_decoded_summary(summary: pd.DataFrame, console: Any = None) -> None:
+    """The pooled table a person reads first: raw and decoded rates with 95% intervals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if summary.empty:
+        console.print("No completed jobs to analyse yet: run `snakemake --cores 1 collect` first.")
+        return
+    table = Table(title="Logical error rate per job, pooled per experiment and state (95% Wilson CI)")
+    for name in ("experiment", "d", "rounds", "state", "jobs", "shots", "raw", "decoded"):
+        table.add_column(name, justify="left" if name == "experiment" else "right", no_wrap=True)
+    for row in summary.itertuples():
+        table.add_row(
+            row.experiment, str(row.distance), str(row.rounds), str(row.logical_state), str(row.jobs), str(row.shots),
+            f"{row.raw_rate:.4f} [{row.raw_ci_low:.4f}, {row.raw_ci_high:.4f}]",
+            f"{row.decoded_rate:.4f} [{row.decoded_ci_low:.4f}, {row.decoded_ci_high:.4f}]",
+        )
+    console.print(table)

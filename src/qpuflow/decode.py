@@ -391,12 +391,67 @@ def calibration_dem(
     # three or more detectors in a way that is not a sum of graphlike errors. Those
     # hyperedges are kept undecomposed instead of failing; PyMatching leaves them out of
     # its graph, which costs a little accuracy on routed circuits and nothing elsewhere.
-    return circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True)
+    dem = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True)
+    return resolve_parallel_edges(dem)
 
 
 # --------------------------------------------------------------------------------------
 # decoding
 # --------------------------------------------------------------------------------------
+
+
+def _xor_probability(p: float, q: float) -> float:
+    """Probability that exactly one of two independent events happens."""
+    return p * (1 - q) + q * (1 - p)
+
+
+def resolve_parallel_edges(dem: stim.DetectorErrorModel) -> stim.DetectorErrorModel:
+    """One edge per detector set, carrying the observable flip that is most likely there.
+
+    SWAP routing lowers the circuit's effective distance: the same detector (or pair) can be
+    fired by a fault that flips the logical observable and by one that does not. PyMatching
+    keeps a single edge per detector set, and which parallel edge survives is not the most
+    likely one: on a routed d=3 code on FakeFez this doubled the decoded error rate
+    (0.077 vs 0.036). Here each graphlike component is grouped by its detectors; within a
+    group, probabilities of the same observable mask combine as independent XORs, the most
+    probable mask wins, and the edge gets the total probability of the group. Components
+    that fire no detector (undetectable logical faults) cannot be decoded and are dropped.
+    Hyperedges that stim could not decompose are kept whole (PyMatching ignores them).
+    """
+    groups: dict[tuple[int, ...], dict[tuple[int, ...], float]] = {}
+    others: list[str] = []
+    for inst in dem.flattened():
+        if inst.type != "error":
+            if inst.type in ("detector", "logical_observable"):
+                others.append(str(inst))
+            continue
+        p = inst.args_copy()[0]
+        components: list[tuple[list[int], list[int]]] = [([], [])]
+        for target in inst.targets_copy():
+            if target.is_separator():
+                components.append(([], []))
+            elif target.is_relative_detector_id():
+                components[-1][0].append(target.val)
+            elif target.is_logical_observable_id():
+                components[-1][1].append(target.val)
+        for dets, obs in components:
+            if not dets:
+                continue
+            if len(dets) > 2:
+                others.append(f"error({p!r}) " + " ".join(f"D{d}" for d in dets) + "".join(f" L{o}" for o in obs))
+                continue
+            by_mask = groups.setdefault(tuple(sorted(dets)), {})
+            mask = tuple(sorted(set(o for o in obs if obs.count(o) % 2)))
+            by_mask[mask] = _xor_probability(by_mask.get(mask, 0.0), p)
+    lines = []
+    for dets, by_mask in sorted(groups.items()):
+        best = max(by_mask.items(), key=lambda item: (item[1], item[0]))[0]
+        total = 0.0
+        for q in by_mask.values():
+            total = _xor_probability(total, q)
+        total = min(total, 0.5 - 1e-9)
+        lines.append(f"error({total!r}) " + " ".join(f"D{d}" for d in dets) + "".join(f" L{o}" for o in best))
+    return stim.DetectorErrorModel("\n".join(lines + others))
 
 
 def detector_rounds(stim_circuit_text: str) -> np.ndarray:

@@ -97,7 +97,8 @@ def collect_summary(smk: Any) -> None:
 
 
 def analyze(smk: Any) -> None:
-    from qpuflow.analysis import AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates, write_tables
+    from qpuflow.analysis import (AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates,
+                                  print_decoded_summary, write_tables)
 
     _setup_logging(smk)
     tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config))
@@ -105,3 +106,5 @@ def analyze(smk: Any) -> None:
     plot_error_rates(tables["summary"], Path(smk.output.error_rates))
     plot_detection_rounds(tables["detection_rounds"], Path(smk.output.rounds_plot))
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
+    print_decoded_summary(tables["summary"])
+    print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")
