@@ -55,15 +55,33 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
 
 
 def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None = None) -> list[JobStatusRow]:
-    """Poll the markers' jobs (all, or ``keys``), write results for final ones, return the rows."""
+    """Poll the markers' jobs (all, or ``keys``), write results for final ones, return the rows.
+
+    Never submits. One bulk status request per provider and account; each final job without
+    a result is downloaded once. A download that fails (timeout, dropped connection, service
+    down) is reported in its row and retried on the next call; the others go on.
+    """
+    import dataclasses
+
+    from qpuflow.providers import ProviderError
+
     markers = read_markers(paths, keys)
     factory = provider_factory(config, paths)
     rows = status_rows(paths, markers, factory)
+    out = []
     for row in rows:
         if row.final and not row.collected:
             marker = markers[row.run_key]
-            collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account))
-    return status_rows(paths, markers, factory)
+            try:
+                result = collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account))
+            except ProviderError as exc:
+                log.warning("%s: job %s could not be downloaded (%s); will retry next time", row.run_key, row.job_id, exc)
+                row = dataclasses.replace(row, state="?", error=f"download failed: {exc}")
+            else:
+                if result is not None:
+                    row = dataclasses.replace(row, collected=True, error=result.error)
+        out.append(row)
+    return out
 
 
 def markers_from_jobs_file(path: Path, paths: Paths) -> list[str]:

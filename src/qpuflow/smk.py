@@ -16,8 +16,8 @@ from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 
 
-def _setup_logging(smk: Any) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+def _setup_logging(smk: Any, *, to_stderr: bool = True) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if to_stderr else []
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(smk.log[0]))
@@ -53,47 +53,29 @@ def submit(smk: Any) -> None:
                config=smk.config, paths=Paths.from_config(smk.config))
 
 
-def collect_result(smk: Any) -> None:
-    from qpuflow.collect import collect_result as collect, provider_factory
-    from qpuflow.records import Marker
-
-    _setup_logging(smk)
-    paths = Paths.from_config(smk.config)
-    marker = Marker.read(Path(smk.params.marker))
-    provider = provider_factory(smk.config, paths)(marker.provider, marker.account)
-    if collect(marker, Path(smk.output.result), provider) is None:
-        # The job was final when the DAG was planned; a provider can only move forward, so
-        # this means it lost the job. Fail loudly rather than write a wrong result.
-        raise RuntimeError(f"{marker.run_key}: job {marker.job_id} was final at planning time but is not now")
-
-
-def collect_summary(smk: Any) -> None:
-    from qpuflow.collect import JobStatusRow, read_markers
-    from qpuflow.exports import export_collection
-    from qpuflow.summary import print_status, print_summary, summary_table
-
-    paths = Paths.from_config(smk.config)
-    polled = {r["run_key"]: JobStatusRow(**r) for r in smk.params.rows}
-    markers = read_markers(paths)
-    rows = []
-    for key, marker in sorted(markers.items()):
-        row = polled.get(key) or JobStatusRow(key, marker.job_id, "?", collected=False)
-        if paths.result(key).exists():
-            row = JobStatusRow(key, row.job_id, row.state if row.state != "?" else "DONE", collected=True, error=row.error)
-        rows.append(row)
+def collect(smk: Any) -> None:
+    """The collect target: poll, download what finished, print the status and the summary."""
     from rich.console import Console
 
+    from qpuflow.collect import read_markers
+    from qpuflow.exports import export_collection
+    from qpuflow.pipeline import collect as collect_all
+    from qpuflow.summary import print_status, print_summary, summary_table
+
+    _setup_logging(smk, to_stderr=True)
+    paths = Paths.from_config(smk.config)
+    rows = collect_all(smk.config, paths)
     console = Console(record=True)  # printed for the user, and kept in the rule's log
     if not rows:
         console.print("No submitted jobs yet: run `snakemake --cores 1 submit` first.")
     else:
         print_status(rows, console)
-        print_summary(summary_table(paths, markers), console)
+        print_summary(summary_table(paths, read_markers(paths)), console)
         export = export_collection(paths, rows)
         console.print(f"Collection export: {os.path.relpath(export)}", highlight=False, soft_wrap=True)
-    if smk.log:
-        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        Path(smk.log[0]).write_text(console.export_text())
+    Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+    with open(smk.log[0], "a") as fh:
+        fh.write(console.export_text())
 
 
 def analyze(smk: Any) -> None:

@@ -1,15 +1,10 @@
 """What the Snakefile needs at planning time, in one object, without importing qiskit.
 
-Snakemake parses the Snakefile for every run; everything here must be cheap. The one
-expensive call, :meth:`Study.collect_plan`, runs only when the ``collect`` target is part of
-the DAG, and only once per run.
+Snakemake parses the Snakefile for every run; everything here must be cheap.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,12 +12,6 @@ from qpuflow.config import ConfigError, validate_config
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec, plan_runs
 from qpuflow.provenance import utc_now
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectPlan:
-    targets: list[str]              # result files Snakemake should have (existing or to download)
-    rows: list[dict[str, Any]]      # status rows polled at planning time
 
 
 class Study:
@@ -66,25 +55,6 @@ class Study:
 
     def _rel(self, path: Path) -> Path:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
-
-    @functools.cached_property
-    def _collect_plan(self) -> CollectPlan:
-        from qpuflow.collect import provider_factory, read_markers, status_rows
-        from qpuflow.summary import print_status
-
-        markers = read_markers(self.paths)
-        rows = status_rows(self.paths, markers, provider_factory(self.config, self.paths))
-        targets = [str(self._rel(self.paths.result(r.run_key))) for r in rows if r.final]
-        waiting = [r for r in rows if not r.final]
-        if waiting:
-            print(f"Status of {len(rows)} submitted job(s) at planning time; {len(waiting)} not final yet:", file=sys.stderr)
-            from rich.console import Console
-
-            print_status(waiting, Console(stderr=True))
-        return CollectPlan(targets=targets, rows=[dataclasses.asdict(r) for r in rows])
-
-    def collect_plan(self) -> CollectPlan:
-        return self._collect_plan
 
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""

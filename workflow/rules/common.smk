@@ -33,16 +33,9 @@ def get_all_markers():
     return STUDY.marker_paths()
 
 
-def get_collect_targets(wildcards):
-    return STUDY.collect_plan().targets
-
-
 def get_collected_results(wildcards):
     return STUDY.collected_result_paths()
 
-
-def get_collect_rows(wildcards):
-    return STUDY.collect_plan().rows
 
 
 onsuccess:
