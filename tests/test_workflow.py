@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, provider_jobs, run, snakemake, write_config
+import sys
+
+from tests.conftest import BIN, REPO, provider_jobs, run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +193,28 @@ def test_corrupt_marker_is_reported_and_kept(study: Path):
     assert "results/submitted/sc/L0_rep0.json" in proc.all
     assert path.read_text() == "{ truncated"
     assert not (study / "results" / "collected" / "sc" / "L0_rep0.json").exists()
+
+
+def test_a_study_that_does_not_fit_the_budget_is_refused_before_any_job(study: Path, small_config: dict):
+    # Three 256-shot jobs need about 2.1 s each; 3 s are spendable (8 s budget - 5 s reserve).
+    small_config["accounts"] = [{"name": "lab", "budget_seconds": 8}]
+    small_config["budget"] = {"window_days": 28, "reserve_seconds": 5}
+    write_config(study, small_config)
+    proc = snakemake(study, "submit", check=False)
+    assert proc.returncode != 0
+    assert "not submitting any of the 3 pending run(s)" in proc.all and "lab: 3.0 s spendable" in proc.all
+    assert provider_jobs(study) == [] and not markers(study)
+    out = run([sys.executable, str(REPO / "scripts" / "submit_async.py"), "--experiment", "both"], study, check=False)
+    assert out.returncode == 2 and "Nothing was submitted" in out.all
+    assert provider_jobs(study) == []
+
+    # Enough for exactly the first batch: it goes; a later run that no longer fits is refused.
+    small_config["accounts"][0]["budget_seconds"] = 12
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    assert len(provider_jobs(study)) == 3
+    small_config["experiments"]["sc"]["repetitions"] = 3
+    write_config(study, small_config)
+    proc = snakemake(study, "submit", check=False)
+    assert proc.returncode != 0 and "not submitting any of the 1 pending run(s)" in proc.all
+    assert len(provider_jobs(study)) == 3

@@ -115,3 +115,31 @@ def choose_account(
         f"pay for it ({detail}). Wait for the 28-day window to roll, add an account, or lower "
         f"shots/reserve in config.yaml. Nothing was submitted for this run."
     )
+
+
+def check_study_fits(
+    costs: dict[str, float], usage: dict[str, AccountUsage], *, source: str = "config.yaml",
+) -> None:
+    """Refuse a batch of submissions whose total estimated cost exceeds what all accounts can spend.
+
+    Args:
+        costs: run key -> estimated QPU seconds, for the runs about to be submitted.
+        usage: per-account usage in the current window.
+
+    Raises:
+        BudgetExceeded: before anything is sent, saying what is needed and what is available.
+    """
+    needed = sum(costs.values())
+    available = sum(u.spendable_seconds for u in usage.values())
+    largest = max(costs.values(), default=0.0)
+    best_single = max((u.spendable_seconds for u in usage.values()), default=0.0)
+    if needed <= available and largest <= best_single:
+        return
+    detail = "; ".join(f"{u.account}: {u.spendable_seconds:.1f} s spendable ({u.remaining_seconds:.1f} s left, "
+                       f"{u.reserve_seconds:.0f} s reserved)" for u in usage.values())
+    raise BudgetExceeded(
+        f"not submitting any of the {len(costs)} pending run(s) of {source}: together they need about "
+        f"{math.ceil(needed)} QPU seconds (largest job {math.ceil(largest)} s) and the accounts can spend "
+        f"{available:.1f} s ({detail}). Submit fewer runs (remove experiments or lower shots), add an "
+        f"account, or wait for the 28-day window to roll. Nothing was submitted."
+    )

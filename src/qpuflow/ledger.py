@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
-EVENTS = ("intent", "accepted", "submit_error")
+EVENTS = ("intent", "accepted", "submit_error", "duplicate")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,11 +37,15 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     """
     from qpuflow.submit import submit_run
 
+    from qpuflow.submit import check_pending_budget
+
     names = [a["name"] for a in config["accounts"]]
     written = []
     pending = [s for s in specs if not paths.marker(s.key).exists()]
-    for i, spec in enumerate(pending):
+    for spec in pending:
         ensure_isa(spec, config, paths)
+    check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job
+    for i, spec in enumerate(pending):
         account = accounts[i % len(accounts)] if accounts else None
         marker = submit_run(spec, isa_path=paths.isa(spec), isa_info_path=paths.isa_info(spec), config=config,
                             paths=paths, account=account,

@@ -53,6 +53,18 @@ def submit(smk: Any) -> None:
                config=smk.config, paths=Paths.from_config(smk.config))
 
 
+def budget_check(smk: Any) -> None:
+    from qpuflow.submit import check_pending_budget
+
+    _setup_logging(smk)
+    paths = Paths.from_config(smk.config)
+    specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
+    costs = check_pending_budget(specs, config=smk.config, paths=paths)
+    logging.getLogger("qpuflow.budget").info(
+        "%d run(s) to submit, about %.1f QPU seconds in all: within budget", len(costs), sum(costs.values()))
+    Path(smk.output.flag).write_text(f"{len(costs)} runs, {sum(costs.values()):.1f} s\n")
+
+
 def collect(smk: Any) -> None:
     """The collect target: poll, download what finished, print the status and the summary."""
     from rich.console import Console

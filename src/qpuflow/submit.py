@@ -94,11 +94,13 @@ def submit_run(
             log.warning("%s: adopted job %s found by tag %s (an earlier submission was interrupted)",
                         spec.key, job_id, spec.job_tag())
             write_marker(marker_path, marker)
+            _cancel_duplicates(spec, job_id, factory(account_name), ledger)
             return marker
 
         _check_isa_before_spending(spec, isa_path, info)
         cost = estimate_qpu_seconds(shots=spec.shots, circuit_duration=info.get("duration_seconds"))
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
+        usage = _with_service_usage(usage, factory, only=account)
         account_name = choose_account(usage, cost, run_key=spec.key, preferred=account)
         provider = factory(account_name)
         tags = _tags(spec, config)
@@ -120,6 +122,7 @@ def submit_run(
                           time=utc_now(), adopted=False, marker=marker.to_json())
             fault_point("before_marker_write")
             write_marker(marker_path, marker)
+        _cancel_duplicates(spec, job_id, provider, ledger)
         log.info("%s: submitted as job %s (account %s, ~%.1f QPU s)", spec.key, job_id, account_name, cost)
         return marker
 
@@ -140,6 +143,54 @@ def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, An
     with open(isa_path, "rb") as fh:
         (isa,) = qpy.load(fh)
     require_preflight(isa, spec.key, stage="ISA")
+
+
+def _cancel_duplicates(spec: RunSpec, job_id: str, provider: Provider, ledger: Ledger) -> None:
+    """Cancel jobs that carry this run's tag but are not the recorded one.
+
+    qiskit-ibm-runtime retries POST /jobs on 5xx answers, so one submission can create several
+    jobs (upstream issue #1114). They would all spend budget; a queued job cancelled now costs
+    nothing. Providers that cannot duplicate skip the extra listing.
+    """
+    if not getattr(provider, "may_duplicate_on_retry", False):
+        return
+    from qpuflow.providers import ProviderError
+
+    try:
+        extras = [j for j in provider.find_by_tag(spec.job_tag()) if j.job_id != job_id]
+    except ProviderError as exc:
+        log.warning("%s: could not check for duplicate jobs (%s); run `qpuflow jobs --tag %s`",
+                    spec.key, exc, spec.job_tag())
+        return
+    for extra in extras:
+        outcome = "already final"
+        if not extra.state.final:
+            try:
+                provider.cancel(extra.job_id)
+                outcome = "cancelled"
+            except ProviderError as exc:
+                outcome = f"cancel failed: {exc}"
+        ledger.append("duplicate", run_key=spec.key, run_id=spec.run_id(), job_id=extra.job_id, kept=job_id,
+                      outcome=outcome, time=utc_now())
+        log.warning("%s: duplicate job %s created by client retries: %s (kept %s)",
+                    spec.key, extra.job_id, outcome, job_id)
+
+
+def _with_service_usage(usage: dict[str, Any], factory: Callable[[str], Provider], *, only: str | None) -> dict[str, Any]:
+    """Take the service's own figures where it reports them: it also sees jobs qpuflow did not send."""
+    import dataclasses
+
+    out = dict(usage)
+    for name, account in usage.items():
+        if only is not None and name != only:
+            continue
+        reported = getattr(factory(name), "instance_usage", lambda: None)()
+        if reported is None:
+            continue
+        consumed, limit = reported
+        out[name] = dataclasses.replace(account, used_seconds=max(account.used_seconds, consumed),
+                                        limit_seconds=min(account.limit_seconds, limit))
+    return out
 
 
 def _tags(spec: RunSpec, config: dict[str, Any]) -> list[str]:
@@ -212,3 +263,27 @@ def _make_marker(spec: RunSpec, *, job_id: str, account: str, info: dict[str, An
         spec=spec.to_json(),
         adopted=adopted,
     )
+
+
+def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths: Paths, source: str = "config.yaml",
+                         provider_factory: Callable[[str], Provider] | None = None) -> dict[str, float]:
+    """Refuse, before anything is sent, a set of runs that cannot all be paid for.
+
+    Runs already accepted in the ledger cost nothing more; the others are estimated from their
+    transpile record. Returns run key -> estimated seconds of the runs still to submit.
+    """
+    from qpuflow.budget import check_study_fits
+
+    factory = provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store))
+    ledger = Ledger(paths.ledger)
+    events = ledger.events()
+    costs = {}
+    for spec in specs:
+        if ledger.history(spec.key, events).accepted is not None:
+            continue
+        info = read_json(paths.isa_info(spec), "transpile info")
+        costs[spec.key] = estimate_qpu_seconds(shots=spec.shots, circuit_duration=info.get("duration_seconds"))
+    if costs:
+        usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
+        check_study_fits(costs, _with_service_usage(usage, factory, only=None), source=source)
+    return costs

@@ -56,6 +56,15 @@ class Study:
     def _rel(self, path: Path) -> Path:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
 
+    def pending_runs(self) -> list[str]:
+        """Runs with no marker and no accepted submission in the ledger: what submit would send."""
+        from qpuflow.ledger import Ledger
+
+        ledger = Ledger(self.paths.ledger)
+        events = ledger.events()
+        return [key for key in self.runs
+                if not self.paths.marker(key).exists() and ledger.history(key, events).accepted is None]
+
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
         return [str(self._rel(p)) for p in sorted((self.paths.root / "collected").glob("*/*.json"))]

@@ -33,6 +33,14 @@ def get_all_markers():
     return STUDY.marker_paths()
 
 
+def get_pending_isa_infos(wildcards):
+    return [STUDY.isa_info_path(*key.split("/")) for key in STUDY.pending_runs()]
+
+
+def get_pending_specs(wildcards):
+    return [STUDY.runs[key].to_json() for key in STUDY.pending_runs()]
+
+
 def get_collected_results(wildcards):
     return STUDY.collected_result_paths()
 

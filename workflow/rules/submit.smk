@@ -1,3 +1,23 @@
+rule budget_check:
+    """Refuse the whole batch before the first job is sent if the accounts cannot pay for it.
+
+    temp(): the flag is gone after each run, so new pending runs are always checked again.
+    """
+    input:
+        get_pending_isa_infos,
+    output:
+        flag=temp(f"{R}/ledger/budget_checked.flag"),
+    params:
+        specs=get_pending_specs,
+    log:
+        "logs/submit/budget_check.log",
+    localrule: True
+    conda:
+        "../../envs/qpuflow.yaml"
+    script:
+        "../scripts/budget_check.py"
+
+
 rule submit_job:
     """Submit one run exactly once and write its marker.
 
@@ -8,6 +28,7 @@ rule submit_job:
     input:
         isa=ancient(get_isa),
         info=ancient(get_isa_info),
+        budget=ancient(f"{R}/ledger/budget_checked.flag"),
     output:
         marker=f"{R}/submitted/{{exp}}/{{run}}.json",
     params:

@@ -11,12 +11,15 @@ it exercises the same Sampler calls, but its jobs vanish with the process.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from qpuflow.providers.base import JobInfo, JobOutput, JobState, ProviderError
+
+log = logging.getLogger("qpuflow.ibm")
 
 _STATE_MAP = {
     "INITIALIZING": JobState.QUEUED, "QUEUED": JobState.QUEUED, "VALIDATING": JobState.QUEUED,
@@ -71,9 +74,19 @@ class IBMProvider:
 
     name = "ibm"
 
+    may_duplicate_on_retry = True  # the client retries POST /jobs on 5xx (upstream issue #1114)
+
     def __init__(self, account: str, *, channel: str = "ibm_quantum_platform", local_mode: bool = False,
-                 service: Any = None) -> None:
+                 service: Any = None, page_size: int = 100, max_submit_attempts: int = 6,
+                 backoff_seconds: float = 15.0, backoff_cap_seconds: float = 120.0, sleep: Any = None) -> None:
+        import time
+
         self.account = account
+        self.page_size = page_size
+        self.max_submit_attempts = max_submit_attempts
+        self.backoff_seconds = backoff_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self._sleep = sleep or time.sleep
         self.local_mode = local_mode
         self._channel = channel
         self._service = service
@@ -93,7 +106,7 @@ class IBMProvider:
         try:
             return self.service.backend(name)
         except Exception as exc:
-            raise ProviderError(f"backend '{name}' is not available to account '{self.account}': {exc}") from None
+            raise ProviderError(f"backend '{name}' is not available to account '{self.account}' ({_describe(exc)})") from None
 
     def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
                max_execution_time: int) -> str:
@@ -110,11 +123,44 @@ class IBMProvider:
             if not self.local_mode:
                 sampler.options.max_execution_time = int(max_execution_time)
                 sampler.options.environment.job_tags = list(tags)
-            job = sampler.run([isa], shots=int(shots))
+            job = self._run_with_backoff(sampler, isa, int(shots))
         job_id = job.job_id()
         if self.local_mode:
             self._local_jobs[job_id] = (job, list(tags), backend)
         return job_id
+
+    def _run_with_backoff(self, sampler: Any, isa: Any, shots: int):
+        """Submit, waiting out 429 (rate limited: the service refused, so nothing was created).
+
+        The service allows about 5 submissions a minute per instance and the client does not
+        retry 429 itself. Any other failure is raised at once: after a 5xx the client has
+        already retried (and may have created the job), which only a tag lookup can settle.
+        """
+        for attempt in range(self.max_submit_attempts):
+            try:
+                return sampler.run([isa], shots=shots)
+            except Exception as exc:
+                status = http_status(exc)
+                if status == 429 and attempt + 1 < self.max_submit_attempts:
+                    delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** attempt)
+                    log.warning("rate limited by the service (429); retrying the submission in %.0f s", delay)
+                    self._sleep(delay)
+                    continue
+                raise ProviderError(f"submission refused or failed ({_describe(exc)})") from None
+        raise ProviderError("submission still rate limited after retries")  # pragma: no cover
+
+    def instance_usage(self) -> tuple[float, float] | None:
+        """(consumed, limit) QPU seconds of this account's instance, as the service reports them."""
+        if self.local_mode:
+            return None
+        try:
+            usage = self.service.usage()
+        except Exception as exc:
+            raise ProviderError(f"usage of account '{self.account}' could not be read ({_describe(exc)})") from None
+        limit = usage.get("usage_limit_seconds") or usage.get("usage_allocation_seconds")
+        if limit is None:
+            return None
+        return float(usage.get("usage_consumed_seconds", 0.0)), float(limit)
 
     def _job(self, job_id: str):
         if self.local_mode:
@@ -132,7 +178,7 @@ class IBMProvider:
                 return JobInfo(job_id=job_id, state=JobState.UNKNOWN, error="unknown job")
             raise
         except Exception as exc:
-            raise ProviderError(f"status of job {job_id} could not be read: {exc}") from None
+            raise ProviderError(f"status of job {job_id} could not be read ({_describe(exc)})") from None
         if self.local_mode:
             _, tags, backend = self._local_jobs[job_id]
             error = str(job.error_message()) if state is JobState.ERROR and hasattr(job, "error_message") else None
@@ -151,7 +197,47 @@ class IBMProvider:
                        backend=job.backend().name if job.backend() else "", error=error, usage_seconds=usage)
 
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        return {job_id: self._info(job_id) for job_id in job_ids}
+        """Status of many jobs from the job listing: ceil(N / page) requests, not N.
+
+        qpuflow tags every job ``qpuflow``, so paging through that tag's listing finds them.
+        A job the listing does not show (e.g. tags removed by hand) is asked for by ID.
+        """
+        if self.local_mode:
+            return {job_id: self._info(job_id) for job_id in job_ids}
+        wanted = set(job_ids)
+        found: dict[str, JobInfo] = {}
+        try:
+            found = self._list_raw(wanted, tags=["qpuflow"])
+        except AttributeError:  # the client's internals moved: fall back to one request per job
+            found = {}
+        except Exception as exc:
+            raise ProviderError(f"job status could not be listed ({_describe(exc)})") from None
+        for job_id in wanted - set(found):
+            found[job_id] = self._info_or_unknown(job_id)
+        return {job_id: found[job_id] for job_id in job_ids}
+
+    def _list_raw(self, wanted: set[str], *, tags: list[str]) -> dict[str, JobInfo]:
+        client = self.service._active_api_client  # the listing with states; service.jobs() drops them
+        found: dict[str, JobInfo] = {}
+        offset = 0
+        while wanted - set(found):
+            page = client.jobs_get(limit=self.page_size, skip=offset, job_tags=tags)
+            jobs = page.get("jobs", [])
+            for raw in jobs:
+                if raw.get("id") in wanted:
+                    found[raw["id"]] = _info_from_raw(raw)
+            offset += len(jobs)
+            if not jobs or offset >= int(page.get("count", 0)):
+                break
+        return found
+
+    def _info_or_unknown(self, job_id: str) -> JobInfo:
+        try:
+            return self._info(job_id)
+        except ProviderError as exc:
+            if "404" in str(exc) or "not found" in str(exc).lower():
+                return JobInfo(job_id=job_id, state=JobState.UNKNOWN, error=f"job {job_id} not found at the service")
+            raise
 
     def find_by_tag(self, tag: str) -> list[JobInfo]:
         return self.jobs(tags=[tag])
@@ -159,18 +245,39 @@ class IBMProvider:
     def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
         if self.local_mode:
             ids = [j for j, (_, jt, _) in self._local_jobs.items() if all(t in jt for t in tags)]
-            return [self._info(j) for j in ids[:limit] if True]
-        found = self.service.jobs(limit=limit, job_tags=list(tags) or None)
-        return [self._info(job.job_id(), job) for job in found]
+            return [self._info(j) for j in ids[:limit]]
+        try:
+            client = self.service._active_api_client
+            out: list[JobInfo] = []
+            offset = 0
+            while limit is None or len(out) < limit:
+                size = self.page_size if limit is None else min(self.page_size, limit - len(out))
+                page = client.jobs_get(limit=size, skip=offset, job_tags=list(tags) or None)
+                jobs = page.get("jobs", [])
+                out.extend(_info_from_raw(raw) for raw in jobs)
+                offset += len(jobs)
+                if not jobs or offset >= int(page.get("count", 0)):
+                    break
+            return out
+        except Exception as exc:
+            raise ProviderError(f"jobs of account '{self.account}' could not be listed ({_describe(exc)})") from None
 
     def fetch(self, job_id: str) -> JobOutput:
-        job = self._job(job_id)
+        try:
+            job = self._job(job_id)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(f"job {job_id} could not be read ({_describe(exc)})") from None
         info = self._info(job_id, job)
         if not info.state.final:
             raise ProviderError(f"job {job_id} is {info.state.value}, not final; nothing to fetch yet")
         registers = None
         if info.state is JobState.DONE:
-            result = job.result()
+            try:
+                result = job.result()
+            except Exception as exc:
+                raise ProviderError(f"result of job {job_id} could not be downloaded ({_describe(exc)})") from None
             data = result[0].data
             registers = {name: _bitarray_to_bool(getattr(data, name)) for name in data.keys()}
         return JobOutput(info=info, registers=registers, completion_time=_finished_time(job))
@@ -180,6 +287,50 @@ class IBMProvider:
             self._job(job_id).cancel()
         except Exception as exc:
             raise ProviderError(f"job {job_id} could not be cancelled: {exc}") from None
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a client exception, following its causes."""
+    seen = 0
+    while exc is not None and seen < 10:
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and status > 0:
+            return status
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of a client error. Tokens never reach client messages, but be sure."""
+    text = " ".join(str(exc).split())[:300]
+    for name in ("QISKIT_IBM_TOKEN",):
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    status = http_status(exc)
+    kind = type(exc).__name__
+    if "Connection" in text or "Max retries" in text or "connect" in kind.lower():
+        return f"{kind}: the service could not be reached: {text}"
+    return f"{kind}{f' HTTP {status}' if status else ''}: {text}"
+
+
+def _info_from_raw(raw: dict[str, Any]) -> JobInfo:
+    """A JobInfo from one entry of the REST job listing."""
+    state_block = raw.get("state") or {}
+    status = str(state_block.get("status", raw.get("status", ""))).upper()
+    mapping = {"QUEUED": JobState.QUEUED, "RUNNING": JobState.RUNNING, "COMPLETED": JobState.DONE,
+               "FAILED": JobState.ERROR, "CANCELLED": JobState.CANCELLED}
+    state = mapping.get(status) or to_state(status)
+    if state is JobState.CANCELLED and state_block.get("reason_code") == 1305:
+        state = JobState.ERROR  # the client's rule: cancelled for exceeding max_execution_time is an error
+    error = None
+    if state in (JobState.ERROR, JobState.CANCELLED):
+        reason = state_block.get("reason") or raw.get("reason")
+        code = state_block.get("reason_code") or raw.get("reason_code")
+        error = f"{f'Error code {code}; ' if code else ''}{reason or 'job ' + state.value.lower()}"
+    return JobInfo(job_id=raw["id"], state=state, tags=tuple(raw.get("tags") or ()), created=str(raw.get("created", "")),
+                   backend=str(raw.get("backend", "")), error=error)
 
 
 def _finished_time(job: Any) -> str | None:

@@ -1,0 +1,3 @@
+from qpuflow.smk import budget_check
+
+budget_check(snakemake)  # noqa: F821 - injected by Snakemake
