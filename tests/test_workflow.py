@@ -17,6 +17,8 @@ import pytest
 
 import sys
 
+from qpuflow.ledger import Ledger
+
 from tests.conftest import BIN, REPO, provider_jobs, run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -218,3 +220,31 @@ def test_a_study_that_does_not_fit_the_budget_is_refused_before_any_job(study: P
     proc = snakemake(study, "submit", check=False)
     assert proc.returncode != 0 and "not submitting any of the 1 pending run(s)" in proc.all
     assert len(provider_jobs(study)) == 3
+
+
+def test_failed_job_is_resubmitted_only_when_configured_and_only_once(study: Path, small_config: dict):
+    small_config["provider"]["local"]["fail_tags"] = ["run:L0_rep1"]
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    snakemake(study, "collect")
+    original = markers(study)["sc/L0_rep1"]
+    assert json.loads((study / "results" / "collected" / "sc" / "L0_rep1.json").read_text())["status"] == "failed"
+    assert "Nothing to be done" in snakemake(study, "submit").all  # retries default to 0
+
+    small_config["provider"]["retries"] = 1
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    now = markers(study)
+    assert now["sc/L0_rep1"] == original, "the original job's marker is never replaced"
+    retry = now["sc/L0_rep1_a1"]
+    assert retry["spec"]["attempt"] == 1 and retry["job_id"] != original["job_id"]
+    assert retry["job_tag"] != original["job_tag"]
+    assert len(provider_jobs(study)) == 4
+    assert "Nothing to be done" in snakemake(study, "submit").all  # not retried again before collect
+    out = snakemake(study, "collect")
+    assert "Completed: 3/4" in out.all
+    assert json.loads((study / "results" / "collected" / "sc" / "L0_rep1_a1.json").read_text())["status"] == "completed"
+    assert "Nothing to be done" in snakemake(study, "submit").all
+    accepted = [e for e in Ledger(study / "results" / "ledger" / "submissions.jsonl").events() if e["event"] == "accepted"]
+    assert sorted(e["run_key"] for e in accepted) == ["dep/session000_calibration", "sc/L0_rep0", "sc/L0_rep1",
+                                                     "sc/L0_rep1_a1"]

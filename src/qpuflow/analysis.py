@@ -88,7 +88,8 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
         base = {
             "experiment": spec["experiment"], "run": spec["run"], "run_key": key, "kind": spec["kind"],
             "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
-            "session": spec.get("session"), "arm": spec.get("arm"), "backend": marker.backend, "job_id": marker.job_id,
+            "session": spec.get("session"), "arm": spec.get("arm"), "attempt": spec.get("attempt", 0),
+            "backend": marker.backend, "job_id": marker.job_id,
         }
         provenance.append({
             "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",

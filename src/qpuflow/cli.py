@@ -5,6 +5,7 @@
     qpuflow cancel JOB_ID                         cancel a queued or running job
     qpuflow budget                                QPU seconds used and left per account
     qpuflow backends                              backends the local simulator knows
+    qpuflow emulator [--port P] [--store DIR]     a local IBM Quantum Platform emulator to rehearse on
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--account", default=None)
     sub.add_parser("budget", help="QPU seconds used and left per account in the window")
     sub.add_parser("backends", help="backends the local simulator knows")
+    emu = sub.add_parser("emulator", help="run a local IBM Quantum Platform emulator (127.0.0.1) to rehearse on")
+    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument("--store", type=Path, default=Path("results/emulator"), help="persistent job store")
+    emu.add_argument("--queue-seconds", type=float, default=5.0, help="time a job stays queued")
+    emu.add_argument("--run-seconds", type=float, default=2.0, help="time a job stays running")
+    emu.add_argument("--usage-limit", type=float, default=600.0, help="QPU seconds per instance per window")
     return parser
 
 
@@ -57,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "backends":
         print("\n".join(fake_backend_names()))
         return 0
+    if args.command == "emulator":
+        return _serve_emulator(args)
     config = load_config(args.config)
     paths = Paths.from_config(config, base=args.config.resolve().parent)
     if args.command == "jobs":
@@ -101,7 +110,11 @@ def _run(args: argparse.Namespace) -> int:
         from qpuflow.budget import usage_by_account
         from qpuflow.ledger import Ledger
 
+        from qpuflow.submit import _with_service_usage
+
         usage = usage_by_account(config, Ledger(paths.ledger).accepted_markers(), paths.result)
+        usage = _with_service_usage(
+            usage, lambda name: make_provider(config, account=name, local_store=paths.local_store), only=None)
         table = Table(title=f"QPU seconds in the last {config['budget']['window_days']:g} days")
         for col in ("account", "limit", "used", "remaining", "reserve", "spendable"):
             table.add_column(col, justify="right" if col != "account" else "left")
@@ -111,6 +124,23 @@ def _run(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts commands
+
+
+def _serve_emulator(args: argparse.Namespace) -> int:
+    from qpuflow.emulator import serve
+
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"""IBM Quantum Platform emulator on {base} (store: {args.store}); Ctrl-C stops it.
+Jobs run on the local simulator with the fake backend's noise (ibm_fez -> fake_fez).
+In the shell that runs the workflow (any token string works; one instance, 'qpuflow-emulator'):
+
+  export IAM_URL={base}/iam GLOBAL_SEARCH_URL={base}/global-search GLOBAL_CATALOG_URL={base}/global-catalog/api/v1
+  export EMU_TOKEN=rehearsal EMU_INSTANCE=qpuflow-emulator EMU_URL={base}/experimental/api/v1
+
+and in config.yaml: provider: {{name: ibm, backend: ibm_fez}}, accounts: [{{name: "env:EMU"}}]""", flush=True)
+    serve(port=args.port, store=args.store, queue_seconds=args.queue_seconds, run_seconds=args.run_seconds,
+          usage_limit_seconds=args.usage_limit)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

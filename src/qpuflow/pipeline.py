@@ -37,8 +37,14 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     """
     from qpuflow.submit import submit_run
 
+    from qpuflow.plan import plan_retries
+    from qpuflow.records import Result
     from qpuflow.submit import check_pending_budget
 
+    def failed(key: str) -> bool:
+        return paths.result(key).exists() and Result.read(paths.result(key)).status == "failed"
+
+    specs = list(specs) + plan_retries(list(specs), failed, int(config["provider"].get("retries", 0)))
     names = [a["name"] for a in config["accounts"]]
     written = []
     pending = [s for s in specs if not paths.marker(s.key).exists()]

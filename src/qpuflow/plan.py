@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Callable
 
 # Bump when the recipe that turns a RunSpec into a circuit changes meaning.
 CIRCUIT_RECIPE_VERSION = 1
@@ -36,6 +36,7 @@ class RunSpec:
     repetition: int = 0
     session: int | None = None
     arm: str | None = None
+    attempt: int = 0  # automatic resubmission number after a failed job (0 = the original)
 
     def __post_init__(self) -> None:
         if self.logical_state not in _STATE_NAMES:
@@ -46,6 +47,8 @@ class RunSpec:
             raise ValueError(f"distance must be odd and at least 3, got {self.distance}")
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+        if self.attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {self.attempt}")
 
     @property
     def key(self) -> str:
@@ -129,6 +132,28 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
     if len(set(keys)) != len(keys):  # pragma: no cover - names are built to be unique
         raise ValueError(f"duplicate run keys in plan: {keys}")
     return runs
+
+
+def retry_of(spec: RunSpec) -> RunSpec:
+    """The next attempt of a run: same circuit, new name and identity (so a new tag)."""
+    base = spec.run if spec.attempt == 0 else spec.run.rsplit("_a", 1)[0]
+    return dataclasses.replace(spec, attempt=spec.attempt + 1, run=f"{base}_a{spec.attempt + 1}")
+
+
+def plan_retries(runs: list[RunSpec], failed: "Callable[[str], bool]", max_retries: int) -> list[RunSpec]:
+    """Attempts to add because earlier attempts failed, up to ``max_retries`` per run.
+
+    ``failed(key)`` says whether a run's collected result is a failure. An attempt is planned
+    only once the previous one is known to have failed, so a rerun of submit plans nothing new
+    until collect has recorded a failure, and the original job is never replaced.
+    """
+    out = []
+    for spec in runs:
+        current = spec
+        while current.attempt < max_retries and failed(current.key):
+            current = retry_of(current)
+            out.append(current)
+    return out
 
 
 def select_experiments(runs: list[RunSpec], choice: str) -> list[RunSpec]:

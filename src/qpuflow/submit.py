@@ -72,7 +72,7 @@ def submit_run(
             with the most budget left.
         provider_factory: account name -> provider; default from the config.
     """
-    factory = provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store))
+    factory = _cached(provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store)))
     ledger = Ledger(paths.ledger)
     marker_path = paths.marker(spec.key)
     with ledger.locked():
@@ -143,6 +143,18 @@ def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, An
     with open(isa_path, "rb") as fh:
         (isa,) = qpy.load(fh)
     require_preflight(isa, spec.key, stage="ISA")
+
+
+def _cached(factory: Callable[[str], Provider]) -> Callable[[str], Provider]:
+    """One provider (one authenticated client) per account for the duration of a call."""
+    made: dict[str, Provider] = {}
+
+    def get(name: str) -> Provider:
+        if name not in made:
+            made[name] = factory(name)
+        return made[name]
+
+    return get
 
 
 def _cancel_duplicates(spec: RunSpec, job_id: str, provider: Provider, ledger: Ledger) -> None:
@@ -274,7 +286,7 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
     """
     from qpuflow.budget import check_study_fits
 
-    factory = provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store))
+    factory = _cached(provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store)))
     ledger = Ledger(paths.ledger)
     events = ledger.events()
     costs = {}

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from qpuflow.config import ConfigError, validate_config
 from qpuflow.paths import Paths
-from qpuflow.plan import RunSpec, plan_runs
+from qpuflow.plan import RunSpec, plan_retries, plan_runs
 from qpuflow.provenance import utc_now
 
 
@@ -22,7 +22,9 @@ class Study:
         self.source = source
         self.paths = Paths.from_config(config, base=Path("."))
         self.results_dir = config["results_dir"]
-        self.runs = {spec.key: spec for spec in plan_runs(config)}
+        planned = plan_runs(config)
+        retries = plan_retries(planned, self._failed, int(config["provider"].get("retries", 0)))
+        self.runs = {spec.key: spec for spec in planned + retries}
         self.started = utc_now()
 
     @classmethod
@@ -35,6 +37,12 @@ class Study:
 
             raise WorkflowError(str(exc)) from None
         return cls(config, source=source)
+
+    def _failed(self, key: str) -> bool:
+        from qpuflow.records import Result
+
+        path = self.paths.result(key)
+        return path.exists() and Result.read(path).status == "failed"
 
     def spec(self, exp: str, run: str) -> RunSpec:
         try:
