@@ -27,7 +27,7 @@ report: $(STAMP)
 
 ## Set up and run the whole test suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

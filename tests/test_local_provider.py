@@ -56,14 +56,14 @@ def test_job_runs_and_returns_registers_by_name(tmp_path, isa_file):
 
 
 def test_states_follow_the_simulated_clock(tmp_path, isa_file):
-    p = provider(tmp_path, queue_seconds=0.6, run_seconds=0.6)
+    p = provider(tmp_path, queue_seconds=2.0, run_seconds=2.0)  # wide margins: tests run two at a time
     job = submit(p, isa_file)
     assert p.statuses([job])[job].state is JobState.QUEUED
     with pytest.raises(ProviderError, match="not final"):
         p.fetch(job)
-    time.sleep(0.7)
+    time.sleep(2.1)
     assert p.statuses([job])[job].state is JobState.RUNNING
-    time.sleep(0.7)
+    time.sleep(2.1)
     assert p.statuses([job])[job].state is JobState.DONE
 
 

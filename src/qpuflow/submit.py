@@ -113,7 +113,22 @@ def submit_run(
             except BaseException as exc:
                 ledger.append("submit_error", run_key=spec.key, run_id=spec.run_id(), time=utc_now(),
                               error=f"{type(exc).__name__}: {exc}")
-                raise
+                # A failed POST may still have created the job (the client does not retry a
+                # dropped POST, and retries 5xx ones): look for the tag now, not next run.
+                adopted = _lookup_after_failed_submit(spec, exc, provider, account_name, factory, config)
+                if adopted is None:
+                    raise
+                job_id = adopted[0]
+                marker = _make_marker(spec, job_id=job_id, account=account_name, info=info, config=config,
+                                      isa_path=isa_path, api_key_index=api_key_index, adopted=True,
+                                      estimated=cost, tags=tags)
+                ledger.append("accepted", run_key=spec.key, run_id=spec.run_id(), job_id=job_id,
+                              time=utc_now(), adopted=True, marker=marker.to_json())
+                log.warning("%s: the submission reported %s, but job %s exists with the run's tag: adopted",
+                            spec.key, type(exc).__name__, job_id)
+                write_marker(marker_path, marker)
+                _cancel_duplicates(spec, job_id, provider, ledger)
+                return marker
             fault_point("after_provider_accept")
             marker = _make_marker(spec, job_id=job_id, account=account_name, info=info, config=config,
                                   isa_path=isa_path, api_key_index=api_key_index, adopted=False,
@@ -143,6 +158,24 @@ def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, An
     with open(isa_path, "rb") as fh:
         (isa,) = qpy.load(fh)
     require_preflight(isa, spec.key, stage="ISA")
+
+
+def _lookup_after_failed_submit(spec: RunSpec, exc: BaseException, provider: Provider, account: str,
+                                factory: Callable[[str], Provider], config: dict[str, Any]) -> tuple[str, str] | None:
+    """(job ID, account) if the failed submission created the job anyway; None otherwise.
+
+    Only for providers whose client can create a job and still report failure; an interrupt
+    (KeyboardInterrupt) is never swallowed, and a lookup that fails leaves the original error.
+    """
+    from qpuflow.providers import ProviderError
+
+    if not isinstance(exc, Exception) or not getattr(provider, "may_duplicate_on_retry", False):
+        return None
+    try:
+        return _adopt_by_tag(spec, {"account": account}, factory, config)
+    except ProviderError as lookup_error:
+        log.warning("%s: could not look the job up by tag after the failed submission (%s)", spec.key, lookup_error)
+        return None
 
 
 def _cached(factory: Callable[[str], Provider]) -> Callable[[str], Provider]:

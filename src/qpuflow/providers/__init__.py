@@ -23,5 +23,6 @@ def make_provider(config: dict[str, Any], *, account: str, local_store: Path) ->
         ibm = config["provider"].get("ibm", {})
         return IBMProvider(account, channel=ibm.get("channel", "ibm_quantum_platform"),
                            local_mode=bool(ibm.get("local_mode", False)),
-                           backoff_seconds=float(ibm.get("backoff_seconds", 15.0)))
+                           backoff_seconds=float(ibm.get("backoff_seconds", 15.0)),
+                           request_timeout_seconds=float(ibm.get("request_timeout_seconds", 60.0)))
     raise ProviderError(f"unknown provider {name!r}; expected local or ibm")

@@ -78,9 +78,11 @@ class IBMProvider:
 
     def __init__(self, account: str, *, channel: str = "ibm_quantum_platform", local_mode: bool = False,
                  service: Any = None, page_size: int = 100, max_submit_attempts: int = 6,
-                 backoff_seconds: float = 15.0, backoff_cap_seconds: float = 120.0, sleep: Any = None) -> None:
+                 backoff_seconds: float = 15.0, backoff_cap_seconds: float = 120.0, sleep: Any = None,
+                 request_timeout_seconds: float = 60.0) -> None:
         import time
 
+        self.request_timeout_seconds = request_timeout_seconds
         self.account = account
         self.page_size = page_size
         self.max_submit_attempts = max_submit_attempts
@@ -96,6 +98,7 @@ class IBMProvider:
     def service(self):
         if self._service is None:
             self._service = open_service(self.account, channel=self._channel)
+            _set_read_timeout(self._service, self.request_timeout_seconds)
         return self._service
 
     def _backend(self, name: str):
@@ -287,6 +290,22 @@ class IBMProvider:
             self._job(job_id).cancel()
         except Exception as exc:
             raise ProviderError(f"job {job_id} could not be cancelled: {exc}") from None
+
+
+def _set_read_timeout(service: Any, seconds: float) -> None:
+    """Give every request of the client a read timeout.
+
+    qiskit-ibm-runtime 0.51 sends requests with timeout (5.0, None): no read timeout, so a
+    service that accepts the connection and never answers would block collect forever. There
+    is no public setting; the session's private ``_timeout`` is what it uses (checked against
+    0.51, pinned below 0.52). If the attribute moves, requests simply keep the client default.
+    """
+    clients = [getattr(service, "_active_api_client", None), *getattr(service, "_api_clients", {}).values()]
+    for client in clients:
+        session = getattr(client, "_session", None)
+        if session is not None and hasattr(session, "_timeout"):
+            connect = session._timeout[0] if isinstance(session._timeout, tuple) else 5.0
+            session._timeout = (connect, seconds)
 
 
 def http_status(exc: BaseException) -> int | None:
