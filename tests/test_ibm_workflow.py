@@ -249,3 +249,18 @@ def test_a_hung_status_answer_times_out_instead_of_blocking(study, small_config,
     assert len(rows) == 3
     assert "read timeout=1.0" in caplog.text, "the client's read timeout was not set"
     assert all(r.final for r in rows) or all(r.state in ("QUEUED", "RUNNING", "?") for r in rows if not r.final)
+
+
+def test_a_revoked_token_is_replaced_by_signing_in_again(study, small_config, emu, in_process):
+    from qpuflow.collect import provider_factory
+    from qpuflow.pipeline import submit_pending
+
+    use_ibm(study, small_config)
+    config, paths = in_process(ibm_env(emu))
+    markers = submit_pending(plan_runs(config), config, paths)
+    provider = provider_factory(config, paths)("ibm", "env:EMU")
+    provider.statuses([m.job_id for m in markers])  # signed in once
+    emu.expire_tokens()  # every token issued so far now gets 401
+    infos = provider.statuses([m.job_id for m in markers])
+    assert all(info.state.value in ("QUEUED", "RUNNING", "DONE") for info in infos.values())
+    assert [r for r in emu.requests() if r["status"] == 401], "the old token was really refused"

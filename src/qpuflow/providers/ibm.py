@@ -69,6 +69,34 @@ def open_service(account: str, *, channel: str = "ibm_quantum_platform"):
         ) from None
 
 
+def _is_unauthorized(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return http_status(exc) == 401 or "NotAuthorized" in text or "HTTP 401" in text or "Unauthorized" in text
+
+
+def _reauthenticating(method):
+    """Retry a call once with a fresh client after the service rejected the access token.
+
+    The client refreshes its IAM token only as it nears expiry; a token the service revoked
+    earlier keeps failing with 401. A new QiskitRuntimeService gets a new token. A 401 means
+    the request was refused, so repeating a submission cannot duplicate it.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: "IBMProvider", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if self.local_mode or not _is_unauthorized(exc):
+                raise
+            log.warning("access token rejected by the service; signing in again for account '%s'", self.account)
+            self._service = None
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class IBMProvider:
     """Submit ISA circuits with SamplerV2 in job mode; query and fetch by job ID."""
 
@@ -111,6 +139,7 @@ class IBMProvider:
         except Exception as exc:
             raise ProviderError(f"backend '{name}' is not available to account '{self.account}' ({_describe(exc)})") from None
 
+    @_reauthenticating
     def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
                max_execution_time: int) -> str:
         from qiskit import qpy
@@ -152,6 +181,7 @@ class IBMProvider:
                 raise ProviderError(f"submission refused or failed ({_describe(exc)})") from None
         raise ProviderError("submission still rate limited after retries")  # pragma: no cover
 
+    @_reauthenticating
     def instance_usage(self) -> tuple[float, float] | None:
         """(consumed, limit) QPU seconds of this account's instance, as the service reports them."""
         if self.local_mode:
@@ -199,6 +229,7 @@ class IBMProvider:
         return JobInfo(job_id=job_id, state=state, tags=tuple(job.tags or ()), created=created,
                        backend=job.backend().name if job.backend() else "", error=error, usage_seconds=usage)
 
+    @_reauthenticating
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         """Status of many jobs from the job listing: ceil(N / page) requests, not N.
 
@@ -245,6 +276,7 @@ class IBMProvider:
     def find_by_tag(self, tag: str) -> list[JobInfo]:
         return self.jobs(tags=[tag])
 
+    @_reauthenticating
     def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
         if self.local_mode:
             ids = [j for j, (_, jt, _) in self._local_jobs.items() if all(t in jt for t in tags)]
@@ -265,6 +297,7 @@ class IBMProvider:
         except Exception as exc:
             raise ProviderError(f"jobs of account '{self.account}' could not be listed ({_describe(exc)})") from None
 
+    @_reauthenticating
     def fetch(self, job_id: str) -> JobOutput:
         try:
             job = self._job(job_id)
@@ -285,6 +318,7 @@ class IBMProvider:
             registers = {name: _bitarray_to_bool(getattr(data, name)) for name in data.keys()}
         return JobOutput(info=info, registers=registers, completion_time=_finished_time(job))
 
+    @_reauthenticating
     def cancel(self, job_id: str) -> None:
         try:
             self._job(job_id).cancel()
