@@ -8,7 +8,6 @@ with ``provider: ibm``; the fault tests drive the same library functions in one 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

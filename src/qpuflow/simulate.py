@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 import stim
 from qiskit.circuit import QuantumCircuit
-from qiskit.providers import BackendV2, Options
 from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
 from qpuflow.circuits import MeasurementMap, detection_events, records_from_registers
-from qpuflow.transpile import NonCliffordError, active_qubits, check_clifford_isa
+from qpuflow.transpile import NonCliffordError, TargetBackend, active_qubits, check_clifford_isa
 
 __all__ = [
     "sample_isa",
@@ -284,29 +283,6 @@ def _registers_from_samples(
 # --------------------------------------------------------------------------------------
 
 
-class _TargetBackend(BackendV2):
-    """Just enough of a BackendV2 around a Target for ``NoiseModel.from_backend``."""
-
-    def __init__(self, target: Target, name: str):
-        super().__init__(name=name)
-        self._target = target
-
-    @property
-    def target(self) -> Target:
-        return self._target
-
-    @property
-    def max_circuits(self) -> None:
-        return None
-
-    @classmethod
-    def _default_options(cls) -> Options:
-        return Options()
-
-    def run(self, run_input, **options):  # pragma: no cover - never run, only inspected
-        raise NotImplementedError("_TargetBackend only carries a Target for noise models")
-
-
 def _sub_target(target: Target, physical: tuple[int, ...]) -> Target:
     index = {p: i for i, p in enumerate(physical)}
     qps = target.qubit_properties
@@ -339,7 +315,7 @@ def _noise_model(backend, physical: tuple[int, ...]):
 
     # NoiseModel.from_backend on all 156 FakeFez qubits takes ~7 s and makes every run slow;
     # restricted to the qubits the circuit touches it is immediate.
-    sub = _TargetBackend(_sub_target(backend.target, physical), f"{backend.name}-sub")
+    sub = TargetBackend(_sub_target(backend.target, physical), f"{backend.name}-sub")
     return NoiseModel.from_backend(sub)
 
 

@@ -217,25 +217,16 @@ def _uniform_target(topology: str, p: float) -> Target:
     return target
 
 
-class UniformNoiseBackend(BackendV2):
-    """A synthetic device with the same error ``p`` on every operation, for the local simulator.
+class TargetBackend(BackendV2):
+    """A BackendV2 that is only a Target: enough to transpile against or build a noise model from.
 
-    ``uniform_grid_p<digits>`` is a :data:`SYNTHETIC_GRID_SIZE` square lattice (large enough
-    for a d = 7 rotated surface code without routing), ``uniform_line_p<digits>`` a
-    :data:`SYNTHETIC_LINE_LENGTH`-qubit chain for repetition codes, with
-    ``p = float("0." + digits)``. Gate errors are chosen so that the channels
-    :mod:`qpuflow.simulate` derives are ``p`` (exactly, or one ulp off for a few p): sx/x
-    error ``p / 1.5`` (-> DEPOLARIZE1(p)), cz error ``p / 1.25`` (-> DEPOLARIZE2(p)),
-    readout error ``p``, reset and rz error free.
-    T1 = T2 = 300 us only matter with idle noise. ``run`` is not implemented: these
-    backends are simulated by :func:`qpuflow.simulate.sample_isa` only.
+    ``run`` is not implemented: circuits for these backends are simulated with
+    :func:`qpuflow.simulate.sample_isa`.
     """
 
-    def __init__(self, name: str, *, topology: str, p: float):
-        super().__init__(name=name, description=f"synthetic uniform noise p={p} ({topology})", backend_version="1")
-        self.topology = topology
-        self.p = float(p)
-        self._target = _uniform_target(topology, self.p)
+    def __init__(self, target: Target, name: str, *, description: str = ""):
+        super().__init__(name=name, description=description or name, backend_version="1")
+        self._target = target
 
     @property
     def target(self) -> Target:
@@ -254,6 +245,27 @@ class UniformNoiseBackend(BackendV2):
             f"{self.name} is a synthetic backend of qpuflow's local simulator; sample its "
             "circuits with qpuflow.simulate.sample_isa (provider 'local'), not backend.run()"
         )
+
+
+class UniformNoiseBackend(TargetBackend):
+    """A synthetic device with the same error ``p`` on every operation, for the local simulator.
+
+    ``uniform_grid_p<digits>`` is a :data:`SYNTHETIC_GRID_SIZE` square lattice (large enough
+    for a d = 7 rotated surface code without routing), ``uniform_line_p<digits>`` a
+    :data:`SYNTHETIC_LINE_LENGTH`-qubit chain for repetition codes, with
+    ``p = float("0." + digits)``. Gate errors are chosen so that the channels
+    :mod:`qpuflow.simulate` derives are ``p`` (exactly, or one ulp off for a few p): sx/x
+    error ``p / 1.5`` (-> DEPOLARIZE1(p)), cz error ``p / 1.25`` (-> DEPOLARIZE2(p)),
+    readout error ``p``, reset and rz error free.
+    T1 = T2 = 300 us only matter with idle noise. ``run`` is not implemented: these
+    backends are simulated by :func:`qpuflow.simulate.sample_isa` only.
+    """
+
+    def __init__(self, name: str, *, topology: str, p: float):
+        super().__init__(_uniform_target(topology, float(p)), name,
+                         description=f"synthetic uniform noise p={p} ({topology})")
+        self.topology = topology
+        self.p = float(p)
 
 
 def _two_qubit_ops(target: Target) -> list[str]:
