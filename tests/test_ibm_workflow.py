@@ -82,6 +82,13 @@ def test_workflow_targets_run_unchanged_against_the_emulator_and_no_secret_is_wr
     assert len(submits) == 3, "exactly one accepted POST /jobs per run"
     for path in (study / "results" / "collected").glob("*/*.json"):
         assert json.loads(path.read_text())["status"] == "completed"
+    from tests.conftest import BIN, run
+
+    listing = run([str(BIN / "qpuflow"), "jobs", "--json"], study, env=env)
+    outputs.append(listing)
+    listed = [json.loads(line) for line in listing.stdout.splitlines() if line.strip()]
+    assert sorted(j["job_id"] for j in listed) == sorted(m["job_id"] for m in markers)
+    assert all(j["state"] == "DONE" and any(t.startswith("qpuflow-run-") for t in j["tags"]) for j in listed)
     # Invariant 3: the token appears in no file and no output.
     for out in outputs:
         assert TOKEN not in out.all
