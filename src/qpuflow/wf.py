@@ -17,7 +17,7 @@ from qpuflow.provenance import utc_now
 class Study:
     """A validated config, its runs and its paths, as seen by one Snakemake run."""
 
-    def __init__(self, config: dict[str, Any], *, source: str, base: Path | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, source: str) -> None:
         self.config = config
         self.source = source
         self.paths = Paths.from_config(config, base=Path("."))
