@@ -36,6 +36,14 @@ def write_config(folder: Path, config: dict) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def fez():
+    """The FakeFez backend the local simulator models (loaded once)."""
+    from qpuflow.transpile import load_backend
+
+    return load_backend("fake_fez")
+
+
 @pytest.fixture
 def small_config() -> dict:
     return json.loads(json.dumps(SMALL_CONFIG))

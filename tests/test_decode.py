@@ -159,11 +159,6 @@ def test_single_readout_flip_is_corrected(kind, state):
 
 
 @pytest.fixture(scope="module")
-def fez():
-    return load_backend("fake_fez")
-
-
-@pytest.fixture(scope="module")
 def fez_snapshot(fez):
     # As stored on disk and read back: the decoder never sees the live backend.
     return json.loads(json.dumps(calibration_snapshot(fez)))

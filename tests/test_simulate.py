@@ -13,12 +13,7 @@ from qiskit.quantum_info import Statevector
 
 from qpuflow.circuits import detection_events, memory_experiment, observable_flips
 from qpuflow.simulate import _sample_aer, preflight_check, sample_isa, stim_translation
-from qpuflow.transpile import load_backend, select_chain, transpile_isa
-
-
-@pytest.fixture(scope="module")
-def fez():
-    return load_backend("fake_fez")
+from qpuflow.transpile import select_chain, transpile_isa
 
 
 @pytest.fixture(scope="module")

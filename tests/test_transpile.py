@@ -39,11 +39,6 @@ FEZ_DEAD = [(27, 28), (31, 32), (32, 33), (68, 69), (80, 81), (106, 107), (139, 
 
 
 @pytest.fixture(scope="module")
-def fez():
-    return load_backend("fake_fez")
-
-
-@pytest.fixture(scope="module")
 def surface_isa(fez):
     qc, _ = memory_experiment("surface_code", distance=3, rounds=3, logical_state="1")
     return qc, transpile_isa(qc, fez, seed=11)
