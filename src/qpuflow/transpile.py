@@ -33,7 +33,7 @@ from qiskit.providers import BackendV2, Options, QubitProperties
 from qiskit.transpiler import InstructionProperties, Target, generate_preset_pass_manager
 from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-from qpuflow.config import synthetic_backend_spec
+from qpuflow.config import fake_backend_names, synthetic_backend_spec
 
 __all__ = [
     "UnknownBackendError",
@@ -88,11 +88,8 @@ class NonCliffordError(ValueError):
 
 @functools.lru_cache(maxsize=1)
 def _fake_backend_names() -> tuple[str, ...]:
-    with warnings.catch_warnings():
-        # Some fake backends (fake_nighthawk) warn on construction that their numbers are
-        # not representative; that is noise for a name listing.
-        warnings.simplefilter("ignore")
-        return tuple(sorted(b.name for b in FakeProviderForBackendV2().backends()))
+    # One source of truth with config validation: read from the package's data folders.
+    return tuple(fake_backend_names())
 
 
 def available_backends() -> list[str]:
