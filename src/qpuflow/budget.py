@@ -11,7 +11,7 @@ import dataclasses
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from qpuflow.provenance import parse_time
 from qpuflow.records import CorruptRecordError, Result
@@ -90,6 +90,26 @@ def _job_usage(marker: dict[str, Any], result_path: Path) -> float:
         if result is not None and result.job_id == marker["job_id"] and result.usage_seconds is not None:
             return float(result.usage_seconds)
     return float(marker["estimated_qpu_seconds"])
+
+
+def with_service_usage(usage: dict[str, AccountUsage], factory: Callable[[str], Any], *,
+                       only: str | None) -> dict[str, AccountUsage]:
+    """Take the service's own figures where it reports them: it also sees jobs qpuflow did not send.
+
+    ``factory(account)`` gives a provider; one with ``instance_usage()`` (ibm) reports
+    (consumed, limit) seconds for its instance. ``only``: look at that account alone.
+    """
+    out = dict(usage)
+    for name, account in usage.items():
+        if only is not None and name != only:
+            continue
+        reported = getattr(factory(name), "instance_usage", lambda: None)()
+        if reported is None:
+            continue
+        consumed, limit = reported
+        out[name] = dataclasses.replace(account, used_seconds=max(account.used_seconds, consumed),
+                                        limit_seconds=min(account.limit_seconds, limit))
+    return out
 
 
 def choose_account(

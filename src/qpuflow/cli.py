@@ -107,13 +107,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cancelled {args.job_id}")
         return 0
     if args.command == "budget":
-        from qpuflow.budget import usage_by_account
+        from qpuflow.budget import usage_by_account, with_service_usage
         from qpuflow.ledger import Ledger
 
-        from qpuflow.submit import _with_service_usage
-
         usage = usage_by_account(config, Ledger(paths.ledger).accepted_markers(), paths.result)
-        usage = _with_service_usage(
+        usage = with_service_usage(
             usage, lambda name: make_provider(config, account=name, local_store=paths.local_store), only=None)
         table = Table(title=f"QPU seconds in the last {config['budget']['window_days']:g} days")
         for col in ("account", "limit", "used", "remaining", "reserve", "spendable"):

@@ -21,7 +21,7 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from qpuflow.budget import choose_account, estimate_qpu_seconds, usage_by_account
+from qpuflow.budget import choose_account, estimate_qpu_seconds, usage_by_account, with_service_usage
 from qpuflow.faults import fault_point
 from qpuflow.ledger import Ledger
 from qpuflow.paths import Paths
@@ -100,7 +100,7 @@ def submit_run(
         _check_isa_before_spending(spec, isa_path, info)
         cost = estimate_qpu_seconds(shots=spec.shots, circuit_duration=info.get("duration_seconds"))
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
-        usage = _with_service_usage(usage, factory, only=account)
+        usage = with_service_usage(usage, factory, only=account)
         account_name = choose_account(usage, cost, run_key=spec.key, preferred=account)
         provider = factory(account_name)
         tags = _tags(spec, config)
@@ -221,23 +221,6 @@ def _cancel_duplicates(spec: RunSpec, job_id: str, provider: Provider, ledger: L
                     spec.key, extra.job_id, outcome, job_id)
 
 
-def _with_service_usage(usage: dict[str, Any], factory: Callable[[str], Provider], *, only: str | None) -> dict[str, Any]:
-    """Take the service's own figures where it reports them: it also sees jobs qpuflow did not send."""
-    import dataclasses
-
-    out = dict(usage)
-    for name, account in usage.items():
-        if only is not None and name != only:
-            continue
-        reported = getattr(factory(name), "instance_usage", lambda: None)()
-        if reported is None:
-            continue
-        consumed, limit = reported
-        out[name] = dataclasses.replace(account, used_seconds=max(account.used_seconds, consumed),
-                                        limit_seconds=min(account.limit_seconds, limit))
-    return out
-
-
 def _tags(spec: RunSpec, config: dict[str, Any]) -> list[str]:
     return ["qpuflow", f"exp:{spec.experiment}", f"run:{spec.run}", *config.get("tags", []), spec.job_tag()]
 
@@ -330,5 +313,5 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
         costs[spec.key] = estimate_qpu_seconds(shots=spec.shots, circuit_duration=info.get("duration_seconds"))
     if costs:
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
-        check_study_fits(costs, _with_service_usage(usage, factory, only=None), source=source)
+        check_study_fits(costs, with_service_usage(usage, factory, only=None), source=source)
     return costs

@@ -5,6 +5,7 @@ Snakemake parses the Snakefile for every run; everything here must be cheap.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,14 +65,21 @@ class Study:
     def _rel(self, path: Path) -> Path:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
 
-    def pending_runs(self) -> list[str]:
-        """Runs with no marker and no accepted submission in the ledger: what submit would send."""
+    @functools.cached_property
+    def _pending(self) -> list[str]:
         from qpuflow.ledger import Ledger
 
         ledger = Ledger(self.paths.ledger)
         events = ledger.events()
         return [key for key in self.runs
                 if not self.paths.marker(key).exists() and ledger.history(key, events).accepted is None]
+
+    def pending_runs(self) -> list[str]:
+        """Runs with no marker and no accepted submission in the ledger: what submit would send.
+
+        Computed once per Snakemake run (two input functions ask for it).
+        """
+        return self._pending
 
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
