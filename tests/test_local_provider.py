@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -107,3 +108,103 @@ def test_jobs_are_visible_from_another_process(tmp_path, isa_file):
     )
     listed = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert [(j["job_id"], j["state"], j["tags"]) for j in listed] == [(job, "QUEUED", ["cross"])]
+
+
+# --------------------------------------------------------------------------------------
+# drift: the noise a job sees differs from the reported calibration
+# --------------------------------------------------------------------------------------
+
+READOUT_QUBITS = (3, 12, 15, 32, 41, 43, 49, 51)  # reported readout errors 1.6% - 5.8%
+
+
+@pytest.fixture(scope="module", params=["product", "stim"])
+def readout_file(request, tmp_path_factory) -> tuple[str, Path]:
+    """Measure |0> on READOUT_QUBITS (P(1) = readout error); the 'stim' variant adds a cz elsewhere."""
+    from qiskit.circuit import ClassicalRegister, QuantumRegister
+
+    fez = load_backend("fake_fez")
+    qc = QuantumCircuit(QuantumRegister(fez.num_qubits, "q"), ClassicalRegister(len(READOUT_QUBITS), "ro"))
+    if request.param == "stim":
+        qc.cz(100, 101)  # a two-qubit gate: the whole circuit goes through stim
+        assert fez.target["cz"][(100, 101)].error < 0.05
+    for i, q in enumerate(READOUT_QUBITS):
+        qc.measure(q, i)
+    path = tmp_path_factory.mktemp("ro") / f"{request.param}.qpy"
+    with open(path, "wb") as fh:
+        qpy.dump(qc, fh)
+    return request.param, path
+
+
+def _z(observed: float, expected: float, shots: int) -> float:
+    return (observed - expected) / (expected * (1 - expected) / shots) ** 0.5
+
+
+def test_drift_settings_are_read_from_config_and_checked(tmp_path):
+    config = {"provider": {"name": "local", "local": {"drift": {"sigma": 0.3, "period_hours": 6, "seed": 4}}}}
+    s = LocalSettings.from_config(config, tmp_path)
+    assert (s.drift_sigma, s.drift_period_hours, s.drift_seed) == (0.3, 6.0, 4)
+    s = LocalSettings.from_config({"provider": {"name": "local"}}, tmp_path)
+    assert (s.drift_sigma, s.drift_period_hours, s.drift_seed) == (0.0, 24.0, 0)
+    with pytest.raises(ValueError, match="provider.local.drift.sigma"):
+        LocalSettings.from_config({"provider": {"local": {"drift": {"sigma": -1}}}}, tmp_path)
+    with pytest.raises(ValueError, match="provider.local.drift.period_hours"):
+        LocalSettings.from_config({"provider": {"local": {"drift": {"period_hours": 0}}}}, tmp_path)
+
+
+def test_drift_changes_the_readout_error_a_job_sees(tmp_path, readout_file):
+    from qpuflow.providers.local import drift_bucket
+    from qpuflow.simulate import drift_factors
+
+    _, path = readout_file
+    fez = load_backend("fake_fez")
+    # A period longer than the epoch: bucket 0 whenever the test runs, so the factors are fixed.
+    p = provider(tmp_path, drift_sigma=1.0, drift_period_hours=1e9, drift_seed=5)
+    shots = 20000
+    job = submit(p, path, shots=shots)
+    record = json.loads((p.jobs_dir / f"{job}.json").read_text())
+    assert (record["drift_sigma"], record["drift_period_hours"], record["drift_seed"]) == (1.0, 1e9, 5)
+    ro = p.fetch(job).registers["ro"]
+    bucket = drift_bucket(record["created_epoch"], 1e9)
+    assert bucket == 0
+    f = drift_factors(fez.num_qubits, sigma=1.0, seed=5, bucket=bucket)
+    for i, q in enumerate(READOUT_QUBITS):
+        reported = fez.target["measure"][(q,)].error
+        assert abs(_z(ro[:, i].mean(), min(reported * f[q], 0.5), shots)) < 5, (q, ro[:, i].mean(), reported, f[q])
+    # The qubit that drifted most reads visibly off its reported error, in the factor's direction.
+    i, q = max(enumerate(READOUT_QUBITS), key=lambda iq: abs(math.log(f[iq[1]])))
+    z = _z(ro[:, i].mean(), fez.target["measure"][(q,)].error, shots)
+    assert abs(z) > 5 and (z > 0) == (f[q] > 1), (q, f[q], z)
+
+
+def test_no_drift_keeps_the_reported_readout_error(tmp_path, readout_file):
+    _, path = readout_file
+    fez = load_backend("fake_fez")
+    p = provider(tmp_path)  # drift_sigma defaults to 0
+    shots = 20000
+    ro = p.fetch(submit(p, path, shots=shots)).registers["ro"]
+    for i, q in enumerate(READOUT_QUBITS):
+        reported = fez.target["measure"][(q,)].error
+        assert abs(_z(ro[:, i].mean(), reported, shots)) < 5, (q, ro[:, i].mean(), reported)
+
+
+def test_records_without_drift_fields_still_run(tmp_path, isa_file):
+    """Job records written before drift existed have no drift keys; they run without drift."""
+    from qpuflow.providers.local import _simulate
+
+    record = {"job_id": "legacyjob", "backend": "fake_fez", "shots": 100, "created_epoch": time.time(),
+              "noise_scale": 0.0, "idle_noise": False}
+    registers, usage = _simulate(record, isa_file)
+    assert registers["a"][:, 0].all() and not registers["a"][:, 1].any() and registers["b"].all() and usage > 0
+
+
+def test_drifted_backend_keeps_the_reported_calibration_apart():
+    from qpuflow.providers.local import job_backend
+
+    static = load_backend("fake_fez")
+    assert job_backend("fake_fez") is static
+    drifted = job_backend("fake_fez", 0.5, 1, 10)
+    assert drifted is job_backend("fake_fez", 0.5, 1, 10)  # cached per drift period
+    assert drifted.target is not static.target
+    assert drifted.target.qubit_properties[7].t1 != static.target.qubit_properties[7].t1
+    # The reported calibration (what transpilation and chain selection read) is untouched.
+    assert static.target.qubit_properties[7].t1 == load_backend("fake_fez").target.qubit_properties[7].t1

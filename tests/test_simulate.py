@@ -175,10 +175,11 @@ def test_idle_noise_on_delays(fez):
     qc.delay(round(duration / fez.target.dt), q, unit="dt")
     qc.measure(q, 0)
     shots = 20000
-    plain = sample_isa(qc, fez, shots=shots, seed=1, noise_scale=0.0, idle_noise=True)["c"][:, 0]
+    # The stim path's twirled idle noise (a one-qubit circuit would go qubit by qubit through Aer).
+    plain = sample_isa(qc, fez, shots=shots, seed=1, noise_scale=0.0, idle_noise=True, method="stim")["c"][:, 0]
     assert plain.all()
-    base = sample_isa(qc, fez, shots=shots, seed=1)["c"][:, 0].mean()
-    idle = sample_isa(qc, fez, shots=shots, seed=1, idle_noise=True)["c"][:, 0].mean()
+    base = sample_isa(qc, fez, shots=shots, seed=1, method="stim")["c"][:, 0].mean()
+    idle = sample_isa(qc, fez, shots=shots, seed=1, idle_noise=True, method="stim")["c"][:, 0].mean()
     idle_flip = (1 - math.exp(-duration / t1)) / 2  # X and Y of the twirled channel, 1/4 each
     gate_flip = fez.target["x"][(q,)].error  # 2/3 of DEPOLARIZE1(1.5 r)
     flip = idle_flip + gate_flip - 2 * idle_flip * gate_flip
@@ -266,8 +267,10 @@ def test_aer_fallback_for_non_clifford_angle(fez):
     noisy = sample_isa(qc, fez, shots=shots, seed=1)["c"][:, 0].mean()
     # Loose: gate and relaxation errors add ~1e-3 on top of the readout error.
     assert abs(noisy - with_readout) < 0.02, (noisy, with_readout)
-    with pytest.raises(ValueError, match="only supported on the stim path"):
-        sample_isa(qc, fez, shots=10, noise_scale=2.0)
+    # noise_scale other than 0 and 1 scales the Target of Aer's noise model.
+    doubled = sample_isa(qc, fez, shots=shots, seed=1, noise_scale=2.0)["c"][:, 0].mean()
+    with_double_readout = ideal * (1 - 2 * m) + (1 - ideal) * 2 * m
+    assert abs(doubled - with_double_readout) < 0.02, (doubled, with_double_readout)
 
 
 def test_aer_and_stim_agree_on_a_clifford_circuit(fez):
@@ -357,3 +360,277 @@ def test_preflight_without_measurement_map(fez):
     qc.measure(0, 0)
     (problem,) = preflight_check(qc)
     assert "measurement_map" in problem
+
+
+# --------------------------------------------------------------------------------------
+# product path: circuits without two-qubit gates, one qubit at a time with full noise
+# --------------------------------------------------------------------------------------
+
+
+def _decay_circuit(fez, qubits, delays_s):
+    """Per qubit: measure |0> ('ro0'), X + measure ('ro1'), then reset, X, delay(t), measure per t."""
+    from qpuflow.transpile import transpile_isa
+
+    n = len(qubits)
+    qc = QuantumCircuit(n)
+    names = ["ro0", "ro1"] + [f"d{k}" for k in range(len(delays_s))]
+    for name in names:
+        qc.add_register(ClassicalRegister(n, name))
+    qc.measure(range(n), qc.cregs[0])
+    qc.barrier()
+    qc.reset(range(n))
+    qc.x(range(n))
+    qc.measure(range(n), qc.cregs[1])
+    for k, per_qubit in enumerate(delays_s):
+        qc.barrier()
+        qc.reset(range(n))
+        qc.x(range(n))
+        for i, t in enumerate(per_qubit):
+            if t > 0:
+                qc.delay(round(t / fez.target.dt), i, unit="dt")
+        qc.measure(range(n), qc.cregs[2 + k])
+    return transpile_isa(qc, fez, seed=1, initial_layout=list(qubits))
+
+
+def test_delays_survive_transpilation_and_make_a_product_circuit(fez):
+    from qpuflow.simulate import is_product_circuit
+
+    isa = _decay_circuit(fez, [30, 12], [[100e-6, 50e-6]])
+    delays = [i for i in isa.data if i.operation.name == "delay"]
+    assert len(delays) == 2 and {isa.find_bit(i.qubits[0]).index for i in delays} == {30, 12}
+    assert is_product_circuit(isa)
+    code, _ = memory_experiment("repetition_code", distance=3, rounds=1, logical_state="0")
+    assert not is_product_circuit(transpile_isa(code, fez, seed=1))
+
+
+def test_aer_applies_thermal_relaxation_on_delays(fez):
+    """NoiseModel.from_backend adds Aer's RelaxationNoisePass, which puts T1/T2 decay on delays."""
+    from qiskit_aer.noise import RelaxationNoisePass
+
+    from qpuflow.simulate import _noise_model
+
+    q = 30
+    model = _noise_model(fez, (q,))
+    assert any(isinstance(p, RelaxationNoisePass) for p in model._custom_noise_passes)
+    t1 = fez.target.qubit_properties[q].t1
+    qc = wide(fez, 1)
+    qc.x(q)
+    qc.delay(round(t1 / fez.target.dt), q, unit="dt")
+    qc.measure(q, 0)
+    shots = 8000
+    m = fez.target["measure"][(q,)].error
+    expected = m + (1 - 2 * m) * math.exp(-1)
+    # Both Aer paths: the whole circuit on its used qubits, and the qubit on its own.
+    for method in ("aer", "product"):
+        got = sample_isa(qc, fez, shots=shots, seed=3, method=method)["c"][:, 0].mean()
+        assert z_score(got, expected, shots) < 5, (method, got, expected)
+
+
+def test_product_path_t1_decays_to_zero_and_readout_matches_target(fez):
+    qubits = [30, 12]  # T1 ~177 us and ~84 us; readout errors ~0.4% and ~2.4%
+    t1 = [fez.target.qubit_properties[q].t1 for q in qubits]
+    m = [fez.target["measure"][(q,)].error for q in qubits]
+    isa = _decay_circuit(fez, qubits, [[0.0, 0.0], t1, [3 * t for t in t1]])
+    shots = 20000
+    start = time.perf_counter()
+    regs = sample_isa(isa, fez, shots=shots, seed=11)
+    print(f"\n2-qubit decay circuit, {shots} shots, product path: {time.perf_counter() - start:.2f} s")
+    for i in range(2):
+        # Readout: P(1|0) = P(0|1) = the target's measure error (plus a tiny X gate error on |1>).
+        assert z_score(regs["ro0"][:, i].mean(), m[i], shots) < 5, (i, regs["ro0"][:, i].mean(), m[i])
+        assert z_score(1 - regs["ro1"][:, i].mean(), m[i], shots) < 5, (i, regs["ro1"][:, i].mean(), m[i])
+        assert z_score(regs["d0"][:, i].mean(), 1 - m[i], shots) < 5
+        for k, n_t1 in ((1, 1), (2, 3)):
+            expected = m[i] + (1 - 2 * m[i]) * math.exp(-n_t1)
+            got = regs[f"d{k}"][:, i].mean()
+            assert z_score(got, expected, shots) < 5, (i, k, got, expected)
+        # Amplitude damping ends in |0>; stim's Pauli twirl of it would end at 1/2.
+        assert regs["d2"][:, i].mean() < 0.1
+
+
+def test_product_path_scales_the_target(fez):
+    q = 12
+    t1 = fez.target.qubit_properties[q].t1
+    m = fez.target["measure"][(q,)].error
+    isa = _decay_circuit(fez, [q], [[t1]])
+    shots = 20000
+    regs = sample_isa(isa, fez, shots=shots, seed=5, noise_scale=2.0)
+    assert z_score(regs["ro0"][:, 0].mean(), 2 * m, shots) < 5
+    # T1 / 2: the decay over the reported T1 is exp(-2).
+    expected = 2 * m + (1 - 4 * m) * math.exp(-2)
+    assert z_score(regs["d0"][:, 0].mean(), expected, shots) < 5, (regs["d0"][:, 0].mean(), expected)
+
+
+def test_product_path_matches_whole_circuit_aer(fez):
+    """Independent per-qubit sampling has the joint distribution of the whole circuit."""
+    qc = wide(fez, 2)
+    for q in (12, 30):
+        qc.sx(q)
+        qc.delay(round(60e-6 / fez.target.dt), q, unit="dt")
+        qc.sx(q)
+    qc.measure(12, 0)
+    qc.measure(30, 1)
+    shots = 8000
+    product = sample_isa(qc, fez, shots=shots, seed=2)["c"]
+    whole = sample_isa(qc, fez, shots=shots, seed=2, method="aer")["c"]
+    for outcome in ([0, 0], [0, 1], [1, 0], [1, 1]):
+        pp = (product == outcome).all(axis=1).mean()
+        pw = (whole == outcome).all(axis=1).mean()
+        assert abs(pp - pw) < 0.03, (outcome, pp, pw)
+
+
+def _asymmetric_circuit(fez) -> QuantumCircuit:
+    a, b = ClassicalRegister(3, "a"), ClassicalRegister(2, "b")
+    qc = QuantumCircuit(QuantumRegister(fez.num_qubits, "q"), a, b)
+    p0, p1, p2 = 4, 10, 23  # low readout error qubits
+    qc.x(p1)
+    qc.measure(p2, b[1])  # 0, overwritten below by a measurement of another qubit
+    qc.measure(p0, a[2])  # 0
+    qc.measure(p1, a[0])  # 1
+    qc.barrier()
+    qc.x(p2)
+    qc.measure(p2, a[1])  # 1
+    qc.measure(p1, b[1])  # 1: last write wins across qubits too
+    return qc  # a = [1, 1, 0]; b = [0 (never measured), 1]
+
+
+@pytest.mark.parametrize("noise_scale", [0.0, 1.0])
+def test_register_assembly_puts_bits_in_their_columns(fez, noise_scale):
+    from qpuflow.simulate import is_product_circuit
+
+    qc = _asymmetric_circuit(fez)
+    assert is_product_circuit(qc)
+    shots = 2000
+    regs = sample_isa(qc, fez, shots=shots, seed=4, noise_scale=noise_scale)
+    assert set(regs) == {"a", "b"} and regs["a"].shape == (shots, 3) and regs["b"].shape == (shots, 2)
+    assert not regs["b"][:, 0].any()  # never measured: reads 0 on every path
+    means = np.concatenate([regs["a"].mean(axis=0), regs["b"][:, 1:].mean(axis=0)])
+    expected = np.array([1, 1, 0, 1], dtype=float)
+    if noise_scale == 0:
+        assert (means == expected).all(), means
+    else:
+        assert (np.abs(means - expected) < 0.05).all(), means
+        assert ((means > 0) & (means < 1)).any()  # noise is really on
+
+
+def test_product_path_is_reproducible_and_fast_on_a_probe_sized_circuit(fez):
+    qubits = list(range(20, 36))
+    delays = [[t * 1e-6] * len(qubits) for t in (25, 50, 100, 200, 400)]
+    isa = _decay_circuit(fez, qubits, delays)
+    sample_isa(isa, fez, shots=10, seed=1)  # noise models built and cached
+    start = time.perf_counter()
+    regs = sample_isa(isa, fez, shots=2000, seed=7)
+    elapsed = time.perf_counter() - start
+    print(f"\n16-qubit probe-like circuit (7 layers), 2000 shots, product path: {elapsed:.2f} s")
+    assert elapsed < 10  # measured ~0.6-1 s on 2 cores; only catches a pathological slowdown
+    again = sample_isa(isa, fez, shots=2000, seed=7)
+    assert all((regs[k] == again[k]).all() for k in regs)
+    other = sample_isa(isa, fez, shots=2000, seed=8)
+    assert any((regs[k] != other[k]).any() for k in regs)
+    # Every qubit decays monotonically over the delays (2000 shots resolve these steps).
+    curve = np.array([regs[f"d{k}"].mean(axis=0) for k in range(5)])
+    assert (curve[-1] < curve[0]).all()
+
+
+def test_forced_methods_are_checked(fez):
+    qc = _asymmetric_circuit(fez)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sample_isa(qc, fez, shots=10, method="fast")
+    with pytest.raises(ValueError, match="noisy sampling"):
+        sample_isa(qc, fez, shots=10, noise_scale=0, method="product")
+    a, b = usable_pair(fez)
+    qc.cz(a, b)
+    with pytest.raises(ValueError, match="without multi-qubit"):
+        sample_isa(qc, fez, shots=10, method="product")
+    with pytest.raises(ValueError, match="backend is needed"):
+        sample_isa(_asymmetric_circuit(fez), None, shots=10)
+
+
+# --------------------------------------------------------------------------------------
+# drifted and scaled targets
+# --------------------------------------------------------------------------------------
+
+
+def _values(target):
+    ops = {
+        (name, qargs): (p.duration, p.error)
+        for name in target.operation_names
+        if target[name] is not None and None not in target[name]
+        for qargs, p in target[name].items()
+        if p is not None
+    }
+    qps = [(p.t1, p.t2) for p in target.qubit_properties]
+    return ops, qps, sorted(target.operation_names), target.dt
+
+
+def test_drifted_target_is_deterministic_per_seed_and_bucket(fez):
+    from qpuflow.simulate import drift_factors, drifted_target
+
+    t = fez.target
+    one = drifted_target(t, sigma=0.4, seed=3, bucket=100)
+    assert _values(one) == _values(drifted_target(t, sigma=0.4, seed=3, bucket=100))
+    assert _values(one) != _values(drifted_target(t, sigma=0.4, seed=3, bucket=101))
+    assert _values(one) != _values(drifted_target(t, sigma=0.4, seed=4, bucket=100))
+    assert _values(drifted_target(t, sigma=0.0, seed=3, bucket=100)) == _values(t)
+    # A qubit's factor does not depend on how many qubits are asked for.
+    f = drift_factors(t.num_qubits, sigma=0.4, seed=3, bucket=100)
+    assert (f[:10] == drift_factors(10, sigma=0.4, seed=3, bucket=100)).all()
+    assert f.min() < 0.8 and f.max() > 1.25 and f.std() > 0.2  # really spread over qubits
+    assert abs(np.log(f).mean()) < 0.15  # lognormal around 1 (156 draws)
+
+
+def test_drifted_target_scales_as_documented(fez):
+    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.transpile import excluded_couplers
+
+    t = fez.target
+    d = drifted_target(t, sigma=0.5, seed=1, bucket=7)
+    f = drift_factors(t.num_qubits, sigma=0.5, seed=1, bucket=7)
+    for q in (0, 30, 77):
+        assert d.qubit_properties[q].t1 == pytest.approx(t.qubit_properties[q].t1 / f[q], rel=1e-12)
+        assert d.qubit_properties[q].t2 == pytest.approx(t.qubit_properties[q].t2 / f[q], rel=1e-12)
+        assert d["measure"][(q,)].error == pytest.approx(min(t["measure"][(q,)].error * f[q], 0.5), rel=1e-12)
+        assert d["sx"][(q,)].error == pytest.approx(t["sx"][(q,)].error * f[q], rel=1e-12)
+        assert d["x"][(q,)].duration == t["x"][(q,)].duration
+    a, b = usable_pair(fez)
+    assert d["cz"][(a, b)].error == pytest.approx(t["cz"][(a, b)].error * math.sqrt(f[a] * f[b]), rel=1e-12)
+    assert excluded_couplers(d) == excluded_couplers(t)  # a dead coupler stays dead
+    # Clipping: an enormous sigma cannot make readout worse than a coin or a gate error >= 1.
+    wild = drifted_target(t, sigma=6.0, seed=1, bucket=7)
+    assert max(wild["measure"][(q,)].error for q in range(t.num_qubits)) <= 0.5
+    assert max(wild["sx"][(q,)].error for q in range(t.num_qubits)) <= 2 / 3
+    with pytest.raises(ValueError, match="sigma"):
+        drifted_target(t, sigma=-0.1, seed=1, bucket=7)
+    with pytest.raises(ValueError, match="bucket"):
+        drifted_target(t, sigma=0.1, seed=1, bucket=-1)
+
+
+def test_scaled_target(fez):
+    from qpuflow.simulate import scaled_target
+
+    t = fez.target
+    assert _values(scaled_target(t, 1.0)) == _values(t)
+    s = scaled_target(t, 3.0)
+    assert s["measure"][(30,)].error == pytest.approx(3 * t["measure"][(30,)].error)
+    assert s.qubit_properties[30].t1 == pytest.approx(t.qubit_properties[30].t1 / 3)
+    with pytest.raises(ValueError, match="scale"):
+        scaled_target(t, 0.0)
+
+
+@pytest.mark.parametrize("method", ["stim", "product"])
+def test_sampling_uses_a_drifted_backend(fez, method):
+    """Both the stim and the product path take their noise from the backend they are given."""
+    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.transpile import TargetBackend
+
+    d = drifted_target(fez.target, sigma=1.0, seed=2, bucket=0)
+    f = drift_factors(fez.num_qubits, sigma=1.0, seed=2, bucket=0)
+    q = max(range(20, 60), key=lambda i: abs(math.log(f[i])))
+    qc = wide(fez, 1)
+    qc.measure(q, 0)
+    shots = 20000
+    m = d["measure"][(q,)].error
+    got = sample_isa(qc, TargetBackend(d, "drifted"), shots=shots, seed=1, method=method)["c"][:, 0].mean()
+    assert z_score(got, m, shots) < 5, (got, m, f[q])
+    reported = fez.target["measure"][(q,)].error
+    assert z_score(got, reported, shots) > 5, (got, reported, f[q])

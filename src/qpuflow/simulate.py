@@ -1,16 +1,35 @@
 """Noisy and noiseless simulation of ISA circuits, with noise taken from a backend's calibration.
 
-Two paths produce the same output format (register name -> ``(shots, num_bits)`` bools,
+Three paths produce the same output format (register name -> ``(shots, num_bits)`` bools,
 column ``i`` = clbit ``i``, like SamplerV2's ``BitArray.to_bool_array(order="little")``):
 
-* **stim** (Clifford ISA circuits, the default): the circuit is written as one stim program
-  with a Pauli noise model derived from ``backend.target``. Target errors are average gate
-  infidelities ``r``; the depolarizing probability with the same infidelity is ``1.5 r`` for
-  one-qubit gates and ``1.25 r`` for two-qubit gates (this matches Aer's model). Readout
-  error flips the recorded bit only. Sampling 4096 shots of a d=3 surface code takes
-  milliseconds.
-* **Aer** (anything else, e.g. rz(0.3)): ``NoiseModel.from_backend`` on the qubits the
-  circuit uses. It includes thermal relaxation, is exact for any circuit and far slower.
+* **product** (noisy circuits without any instruction on two or more qubits, barriers
+  aside, e.g. readout and T1 probes): every measured qubit is simulated on its own with
+  Aer and the backend's full noise model restricted to that qubit (depolarizing plus
+  thermal relaxation on gates, thermal relaxation on ``delay`` through Aer's
+  ``RelaxationNoisePass``, readout error), and the per-qubit samples are put back into the
+  registers. Without two-qubit gates (and with no crosstalk in the model) the qubits are
+  independent, so this is exact in distribution, and a qubit left waiting in |1> really
+  decays to |0> (stim's Pauli twirl of the same decay would go to 1/2).
+* **stim** (other Clifford ISA circuits, the default): the circuit is written as one stim
+  program with a Pauli noise model derived from ``backend.target``. Target errors are
+  average gate infidelities ``r``; the depolarizing probability with the same infidelity is
+  ``1.5 r`` for one-qubit gates and ``1.25 r`` for two-qubit gates (this matches Aer's
+  model). Readout error flips the recorded bit only. Sampling 4096 shots of a d=3 surface
+  code takes milliseconds.
+* **Aer** (anything else, e.g. rz(0.3) next to a cz): ``NoiseModel.from_backend`` on the
+  qubits the circuit uses. It includes thermal relaxation, is exact for any circuit and
+  far slower.
+
+``noise_scale`` multiplies error probabilities on the stim path; on the Aer and product
+paths it scales the Target instead (:func:`scaled_target`: errors times the scale, T1 and
+T2 divided by it), which is the same to first order.
+
+:func:`drifted_target` gives the calibration a device has *now* rather than the one it
+reported: per qubit and per time period, T1/T2 shorter or longer and errors larger or
+smaller by a random factor. The local provider samples with it when drift is configured
+(see :mod:`qpuflow.providers.local`); the backend's reported calibration stays the static
+one, so the drift is what a probe job measures and a calibration-based choice cannot see.
 
 :func:`preflight_check` runs the noiseless stim translation with the circuit's detectors
 and observables attached and reports, exactly, every detector that is not deterministically
@@ -27,8 +46,9 @@ from typing import Any
 
 import numpy as np
 import stim
-from qiskit.circuit import QuantumCircuit
-from qiskit.transpiler import PassManager, Target
+from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
+from qiskit.providers import QubitProperties
+from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
 from qpuflow.circuits import MeasurementMap, detection_events, records_from_registers
@@ -36,6 +56,10 @@ from qpuflow.transpile import NonCliffordError, TargetBackend, active_qubits, ch
 
 __all__ = [
     "sample_isa",
+    "is_product_circuit",
+    "drifted_target",
+    "drift_factors",
+    "scaled_target",
     "preflight_check",
     "stim_translation",
     "StimTranslation",
@@ -279,43 +303,191 @@ def _registers_from_samples(
 
 
 # --------------------------------------------------------------------------------------
-# Aer fallback
+# Target copies: restricted, scaled, drifted
 # --------------------------------------------------------------------------------------
 
+# Largest meaningful errors: a readout error of 1/2 is a coin toss, and no channel on
+# d-dimensional states has an average gate infidelity above d / (d + 1).
+_MAX_READOUT_ERROR = 0.5
 
-def _sub_target(target: Target, physical: tuple[int, ...]) -> Target:
+
+def _scaled_error(name: str, err: float | None, factor: float, num_qubits: int) -> float | None:
+    if err is None or factor == 1.0:
+        return err
+    dim = 2**num_qubits
+    cap = _MAX_READOUT_ERROR if name == "measure" else dim / (dim + 1)
+    # An error already at or above the cap (a dead coupler reported as 1.0) stays as reported.
+    return min(float(err) * factor, max(cap, float(err)))
+
+
+def _scaled_qubit(qp, factor: float):
+    if qp is None or factor == 1.0:
+        return qp
+    t1 = getattr(qp, "t1", None)
+    t2 = getattr(qp, "t2", None)
+    # T1 and T2 are divided by the same factor, so T2 <= 2 T1 holds wherever it was reported.
+    return QubitProperties(
+        t1=None if t1 is None else t1 / factor,
+        t2=None if t2 is None else t2 / factor,
+        frequency=getattr(qp, "frequency", None),
+    )
+
+
+def _sub_target(
+    target: Target,
+    physical: tuple[int, ...] | None = None,
+    factors: Mapping[int, float] | None = None,
+) -> Target:
+    """Copy ``target`` onto ``physical`` (renumbered 0, 1, ...), with per-qubit noise factors.
+
+    ``physical=None`` keeps every qubit and its number. A qubit with factor ``f`` gets T1
+    and T2 divided by ``f``; an instruction on qubits ``q_1..q_k`` gets its error multiplied
+    by the geometric mean of their factors (``f`` for one qubit, ``sqrt(f_a f_b)`` for two),
+    clipped to 1/2 for readout and to ``d / (d + 1)`` for gates. Missing factors are 1.
+    """
+    whole = physical is None
+    if whole:
+        physical = tuple(range(target.num_qubits))
+    factors = factors or {}
     index = {p: i for i, p in enumerate(physical)}
     qps = target.qubit_properties
     sub = Target(
+        description=target.description,
         num_qubits=len(physical),
         dt=target.dt,
-        qubit_properties=[qps[p] for p in physical] if qps else None,
+        granularity=target.granularity,
+        min_length=target.min_length,
+        pulse_alignment=target.pulse_alignment,
+        acquire_alignment=target.acquire_alignment,
+        qubit_properties=[_scaled_qubit(qps[p], factors.get(p, 1.0)) for p in physical] if qps else None,
+        concurrent_measurements=target.concurrent_measurements if whole else None,
     )
     for name in target.operation_names:
         op = target.operation_from_name(name)
-        if isinstance(op, type):
+        if isinstance(op, type):  # control flow: kept in a full copy, useless to a noise model
+            if whole:
+                sub.add_instruction(op, name=name)
             continue
         props = target[name]
         if props is None or None in props:
             sub.add_instruction(op, props, name=name)
             continue
-        kept = {
-            tuple(index[q] for q in qargs): p
-            for qargs, p in props.items()
-            if all(q in index for q in qargs)
-        }
+        kept = {}
+        for qargs, prop in props.items():
+            if not all(q in index for q in qargs):
+                continue
+            if prop is not None and factors:
+                factor = math.prod(factors.get(q, 1.0) for q in qargs) ** (1.0 / len(qargs))
+                error = _scaled_error(name, prop.error, factor, len(qargs))
+                if error != prop.error:
+                    prop = InstructionProperties(duration=prop.duration, error=error)
+            kept[tuple(index[q] for q in qargs)] = prop
         if kept:
             sub.add_instruction(op, kept, name=name)
     return sub
 
 
-@functools.lru_cache(maxsize=32)
-def _noise_model(backend, physical: tuple[int, ...]):
+def _check_factor(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def scaled_target(target: Target, scale: float) -> Target:
+    """A copy of ``target`` with every error ``scale`` times larger and T1, T2 ``scale`` times shorter.
+
+    Errors are clipped (readout to 1/2, gates to ``d / (d + 1)``); scale 1 copies the
+    Target unchanged. This is how ``noise_scale`` reaches Aer's noise model, which is built
+    from a Target rather than from probabilities.
+
+    >>> from qpuflow.transpile import load_backend
+    >>> t = load_backend("fake_fez").target
+    >>> s = scaled_target(t, 2.0)
+    >>> s["sx"][(3,)].error == 2 * t["sx"][(3,)].error
+    True
+    >>> s.qubit_properties[3].t1 == t.qubit_properties[3].t1 / 2
+    True
+
+    Raises:
+        ValueError: ``scale`` is not a finite number > 0.
+    """
+    scale = _check_factor("scale", scale)
+    if scale == 0:
+        raise ValueError("scale must be > 0: a noiseless circuit needs no Target (use noise_scale=0)")
+    return _sub_target(target, None, {q: scale for q in range(target.num_qubits)})
+
+
+def drift_factors(num_qubits: int, *, sigma: float, seed: int, bucket: int) -> np.ndarray:
+    """Per-qubit drift factors ``f_q = exp(sigma z_q)``, ``z_q ~ N(0, 1)`` seeded by ``(seed, bucket, q)``.
+
+    Qubit ``q``'s factor depends on ``(seed, bucket, q)`` only, not on how many are asked for.
+
+    >>> f = drift_factors(3, sigma=0.2, seed=1, bucket=5)
+    >>> bool((f == drift_factors(5, sigma=0.2, seed=1, bucket=5)[:3]).all())
+    True
+    >>> drift_factors(2, sigma=0.0, seed=1, bucket=5).tolist()
+    [1.0, 1.0]
+    """
+    sigma = _check_factor("drift sigma", sigma)
+    for name, value in (("drift seed", seed), ("drift bucket", bucket)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if sigma == 0:
+        return np.ones(num_qubits)
+    z = np.array([np.random.default_rng([int(seed), int(bucket), q]).standard_normal() for q in range(num_qubits)])
+    return np.exp(sigma * z)
+
+
+def drifted_target(target: Target, *, sigma: float, seed: int, bucket: int) -> Target:
+    """The calibration a device has in time period ``bucket``, drifted from the reported ``target``.
+
+    Each qubit ``q`` gets a factor ``f_q`` (:func:`drift_factors`): T1 and T2 divided by
+    ``f_q``, readout and one-qubit gate errors multiplied by it (clipped to 1/2 for readout,
+    ``2/3`` for gates), two-qubit gate errors multiplied by ``sqrt(f_a f_b)`` (clipped to
+    ``4/5``; a coupler reported dead stays dead). Durations are unchanged. ``sigma = 0``
+    gives an equal copy. Pure: the same ``(target, sigma, seed, bucket)`` gives the same
+    result in any process.
+
+    This is what a job *experiences*; the calibration the backend *reports* stays ``target``.
+
+    >>> from qpuflow.transpile import load_backend
+    >>> t = load_backend("fake_fez").target
+    >>> d = drifted_target(t, sigma=0.3, seed=0, bucket=7)
+    >>> f = drift_factors(t.num_qubits, sigma=0.3, seed=0, bucket=7)
+    >>> bool(abs(d.qubit_properties[5].t1 * f[5] - t.qubit_properties[5].t1) < 1e-15)
+    True
+    >>> bool(abs(d["measure"][(5,)].error - t["measure"][(5,)].error * f[5]) < 1e-15)
+    True
+
+    Args:
+        target: the reported calibration.
+        sigma: spread of ``log f_q``; 0 means no drift.
+        seed: drift seed (an int >= 0).
+        bucket: time period (an int >= 0), e.g. ``floor(epoch / period)``.
+
+    Raises:
+        ValueError: negative or non-finite sigma, or a negative seed or bucket.
+    """
+    f = drift_factors(target.num_qubits, sigma=sigma, seed=seed, bucket=bucket)
+    return _sub_target(target, None, {q: float(v) for q, v in enumerate(f) if v != 1.0})
+
+
+# --------------------------------------------------------------------------------------
+# Aer: whole circuit, or one qubit at a time
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _noise_model(backend, physical: tuple[int, ...], scale: float = 1.0):
     from qiskit_aer.noise import NoiseModel
 
     # NoiseModel.from_backend on all 156 FakeFez qubits takes ~7 s and makes every run slow;
     # restricted to the qubits the circuit touches it is immediate.
-    sub = TargetBackend(_sub_target(backend.target, physical), f"{backend.name}-sub")
+    factors = {p: scale for p in physical} if scale != 1.0 else None
+    sub = TargetBackend(_sub_target(backend.target, physical, factors), f"{backend.name}-sub")
     return NoiseModel.from_backend(sub)
 
 
@@ -337,26 +509,106 @@ def _compact_circuit(isa: QuantumCircuit, physical: tuple[int, ...]) -> QuantumC
     return out
 
 
+def _need_backend(backend) -> None:
+    if backend is None:
+        raise ValueError("a backend is needed for noise; pass one or use noise_scale=0")
+
+
 def _sample_aer(
     isa: QuantumCircuit, backend, *, shots: int, seed: int | None, noise_scale: float
 ) -> dict[str, np.ndarray]:
     from qiskit_aer.primitives import SamplerV2
 
-    if noise_scale not in (0, 1):
-        raise ValueError(
-            f"noise_scale={noise_scale} is only supported on the stim path (Clifford circuits); "
-            "the Aer fallback uses the backend's noise model as is (1) or none (0)"
-        )
     physical = tuple(active_qubits(isa)) or (0,)
     small = _compact_circuit(isa, physical)
     options: dict[str, Any] = {}
-    if noise_scale == 1:
-        if backend is None:
-            raise ValueError("a backend is needed for noise; pass one or use noise_scale=0")
-        options["backend_options"] = {"noise_model": _noise_model(backend, physical)}
+    if noise_scale > 0:
+        _need_backend(backend)
+        options["backend_options"] = {"noise_model": _noise_model(backend, physical, float(noise_scale))}
     result = SamplerV2(seed=seed, options=options).run([small], shots=shots).result()
     data = result[0].data
     return {creg.name: np.asarray(data[creg.name].to_bool_array(order="little"), dtype=bool) for creg in isa.cregs}
+
+
+def is_product_circuit(circuit: QuantumCircuit) -> bool:
+    """True if no instruction but a barrier acts on two or more qubits (and there is no control flow).
+
+    Such a circuit's qubits evolve independently, so they can be simulated one at a time.
+
+    >>> qc = QuantumCircuit(2, 2)
+    >>> _ = qc.x(0), qc.barrier(), qc.measure([0, 1], [0, 1])
+    >>> is_product_circuit(qc)
+    True
+    >>> _ = qc.cz(0, 1)
+    >>> is_product_circuit(qc)
+    False
+    """
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "barrier":
+            continue
+        if isinstance(op, ControlFlowOp) or len(inst.qubits) != 1:
+            return False
+    return True
+
+
+def _qubit_seed(seed: int | None, physical: int) -> int | None:
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed) % 2**63, physical]).generate_state(1)[0] >> 1)
+
+
+def _sample_product(
+    isa: QuantumCircuit, backend, *, shots: int, seed: int | None, noise_scale: float, idle_noise: bool
+) -> dict[str, np.ndarray]:
+    from qiskit_aer.primitives import SamplerV2
+
+    _need_backend(backend)
+    if idle_noise and not any(i.operation.name == "delay" for i in isa.data):
+        isa = _schedule(isa, backend.target)
+    qidx = {q: i for i, q in enumerate(isa.qubits)}
+    # One single-qubit circuit per measured qubit; measurement k of a qubit goes to its bit k.
+    ops: dict[int, list] = {}
+    meas_count: dict[int, int] = {}
+    writer: dict[Any, tuple[int, int]] = {}  # clbit -> (qubit, k) of its last measurement
+    for inst in isa.data:
+        if inst.operation.name == "barrier":
+            continue
+        p = qidx[inst.qubits[0]]
+        ops.setdefault(p, []).append(inst.operation)
+        if inst.operation.name == "measure":
+            k = meas_count.get(p, 0)
+            meas_count[p] = k + 1
+            writer[inst.clbits[0]] = (p, k)
+    samples: dict[int, np.ndarray] = {}
+    for p in sorted(meas_count):
+        creg = ClassicalRegister(meas_count[p], "m")
+        qc = QuantumCircuit(1, name=f"{isa.name}-q{p}")
+        qc.add_register(creg)
+        k = 0
+        for op in ops[p]:
+            if op.name == "measure":
+                qc.append(op, [0], [creg[k]])
+                k += 1
+            else:
+                qc.append(op, [0])
+        # Density matrix: a 1-qubit state, no per-shot trajectories of the noise (~3x faster
+        # than statevector here). Shot branching is off: it dropped readout errors when tried.
+        options = {"backend_options": {
+            "noise_model": _noise_model(backend, (p,), float(noise_scale)),
+            "method": "density_matrix",
+        }}
+        result = SamplerV2(seed=_qubit_seed(seed, p), options=options).run([qc], shots=shots).result()
+        samples[p] = np.asarray(result[0].data["m"].to_bool_array(order="little"), dtype=bool)
+    out = {}
+    for creg in isa.cregs:
+        arr = np.zeros((shots, creg.size), dtype=bool)
+        for b, clbit in enumerate(creg):
+            if clbit in writer:
+                p, k = writer[clbit]
+                arr[:, b] = samples[p][:, k]
+        out[creg.name] = arr
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -369,6 +621,9 @@ def _check_shots(shots: int) -> None:
         raise ValueError(f"shots must be an int >= 1, got {shots!r}")
 
 
+_METHODS = ("auto", "product", "stim", "aer")
+
+
 def sample_isa(
     isa: QuantumCircuit,
     backend,
@@ -377,40 +632,63 @@ def sample_isa(
     seed: int | None = None,
     noise_scale: float = 1.0,
     idle_noise: bool = False,
+    method: str = "auto",
 ) -> dict[str, np.ndarray]:
     """Sample an ISA circuit with the backend's noise.
 
-    Clifford circuits go through stim (see :func:`stim_translation` for the noise model);
-    anything else through Aer with ``NoiseModel.from_backend`` restricted to the used qubits
-    (thermal relaxation included there, ``idle_noise`` is ignored and only
-    ``noise_scale`` 0 or 1 is possible).
+    With ``method="auto"``: a noisy circuit without multi-qubit instructions
+    (:func:`is_product_circuit`) is sampled qubit by qubit with Aer and the full noise
+    model (thermal relaxation on gates and on every ``delay``, so a waiting |1> decays to
+    |0>); other Clifford circuits go through stim (see :func:`stim_translation` for the
+    noise model); anything else through Aer with ``NoiseModel.from_backend`` restricted to
+    the used qubits. A noiseless circuit is never sampled qubit by qubit.
 
     Args:
         isa: transpiled circuit.
         backend: ``BackendV2`` whose ``target`` supplies the noise (may be ``None`` when
-            ``noise_scale == 0``).
+            ``noise_scale == 0``). To simulate a drifted device, pass a
+            :class:`~qpuflow.transpile.TargetBackend` around :func:`drifted_target`.
         shots: number of shots.
         seed: makes the result reproducible (same versions and machine).
-        noise_scale: multiplies every error probability; 0 is noiseless.
-        idle_noise: add T1/T2 noise on delays (scheduling the circuit ALAP if it has none).
+        noise_scale: multiplies every error probability (stim), or scales the Target
+            (Aer and product paths, :func:`scaled_target`); 0 is noiseless.
+        idle_noise: add T1/T2 noise on idle periods: the circuit is scheduled ALAP if it
+            has no delays. On the stim path delays are noiseless without it; on the product
+            path explicit delays always relax; the whole-circuit Aer path ignores it.
+        method: ``"auto"``, or force ``"product"`` (needs a product circuit and noise),
+            ``"stim"`` (needs a Clifford circuit) or ``"aer"``.
 
     Returns:
         Register name -> bool array ``(shots, num_bits)``, column ``i`` = clbit ``i``;
         clbits never measured read 0, as on hardware.
 
     Raises:
-        ValueError: bad shots or noise_scale, or noise asked for without a backend.
+        ValueError: bad shots, noise_scale or method, noise asked for without a backend, or
+            a forced method that does not apply.
+        NonCliffordError: ``method="stim"`` on a non-Clifford circuit.
     """
     _check_shots(shots)
     if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale >= 0):
         raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
-    try:
-        check_clifford_isa(isa)
-    except NonCliffordError:
-        return _sample_aer(isa, backend, shots=int(shots), seed=seed, noise_scale=noise_scale)
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}; got {method!r}")
+    shots = int(shots)
+    if method == "product" or (method == "auto" and noise_scale > 0 and is_product_circuit(isa)):
+        if not is_product_circuit(isa):
+            raise ValueError("method='product' needs a circuit without multi-qubit instructions or control flow")
+        if noise_scale == 0:
+            raise ValueError("method='product' is for noisy sampling; use noise_scale > 0")
+        return _sample_product(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale, idle_noise=idle_noise)
+    if method == "aer":
+        return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
+    if method == "auto":
+        try:
+            check_clifford_isa(isa)
+        except NonCliffordError:
+            return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
     tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
     sampler = tr.circuit().compile_sampler(seed=seed)
-    samples = sampler.sample(int(shots))
+    samples = sampler.sample(shots)
     return _registers_from_samples(isa, samples, tr.clbit_records)
 
 

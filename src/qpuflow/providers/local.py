@@ -6,11 +6,23 @@ up by ID. States follow QUEUED -> RUNNING -> DONE/ERROR (or CANCELLED) on a simu
 a job is QUEUED for ``queue_seconds`` after submission, then RUNNING for ``run_seconds``, and
 the first process that looks at it after that simulates it, under a per-job lock, so no two
 processes ever write one job. Simulation uses the noise of the fake backend's calibration.
+
+Drift (``provider.local.drift``: ``sigma``, ``period_hours``, ``seed``; off by default): a real
+device's calibration is hours old when a job runs. With ``sigma > 0`` a job is simulated with
+:func:`qpuflow.simulate.drifted_target` of the fake backend's calibration, for the time period
+``floor(created_epoch / (period_hours * 3600))`` it was submitted in: per qubit, T1/T2 and
+errors off by a factor ``exp(sigma z)`` that changes from period to period. The calibration the
+backend *reports* (``load_backend(name).target``, what transpilation and a calibration-based
+qubit choice see) stays the static one; the drift is only visible in results, which is what a
+probe job measures. The drift settings are stored in the job record at submission, so a job
+is simulated as submitted whatever the configuration says later.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import secrets
 import shutil
 import time
@@ -34,10 +46,24 @@ class LocalSettings:
     noise_scale: float = 1.0
     idle_noise: bool = False
     fail_tags: tuple[str, ...] = ()
+    drift_sigma: float = 0.0
+    drift_period_hours: float = 24.0
+    drift_seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here so a bad drift block fails at submission, not inside a job later.
+        where = "provider.local.drift"
+        if not (math.isfinite(self.drift_sigma) and self.drift_sigma >= 0):
+            raise ValueError(f"{where}.sigma must be a finite number >= 0 (0 = no drift), got {self.drift_sigma!r}")
+        if not (math.isfinite(self.drift_period_hours) and self.drift_period_hours > 0):
+            raise ValueError(f"{where}.period_hours must be a number > 0, got {self.drift_period_hours!r}")
+        if isinstance(self.drift_seed, bool) or not isinstance(self.drift_seed, int) or self.drift_seed < 0:
+            raise ValueError(f"{where}.seed must be an int >= 0, got {self.drift_seed!r}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any], store: Path) -> "LocalSettings":
         local = config["provider"].get("local", {})
+        drift = local.get("drift", {}) or {}
         return cls(
             store=store,
             queue_seconds=float(local.get("queue_seconds", 0)),
@@ -45,6 +71,9 @@ class LocalSettings:
             noise_scale=float(local.get("noise_scale", 1.0)),
             idle_noise=bool(local.get("idle_noise", False)),
             fail_tags=tuple(local.get("fail_tags", ())),
+            drift_sigma=float(drift.get("sigma", 0.0)),
+            drift_period_hours=float(drift.get("period_hours", 24.0)),
+            drift_seed=int(drift.get("seed", 0)),
         )
 
 
@@ -77,6 +106,8 @@ class LocalProvider:
             "max_execution_time": int(max_execution_time), "created_epoch": now, "created": _iso(now),
             "queue_seconds": self.settings.queue_seconds, "run_seconds": self.settings.run_seconds,
             "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
+            "drift_sigma": self.settings.drift_sigma, "drift_period_hours": self.settings.drift_period_hours,
+            "drift_seed": self.settings.drift_seed,
             "state": JobState.QUEUED.value, "error": None, "usage_seconds": None, "finished": None,
         })
         return job_id
@@ -198,19 +229,52 @@ class LocalProvider:
         return {**record, "state": JobState.DONE.value, "finished": finished, "usage_seconds": usage}
 
 
+def drift_bucket(epoch: float, period_hours: float) -> int:
+    """The drift period an epoch falls in: ``floor(epoch / (period_hours * 3600))``.
+
+    >>> drift_bucket(86400 * 3 + 5, 24.0), drift_bucket(86400 * 3 - 5, 24.0)
+    (3, 2)
+    """
+    if not (math.isfinite(period_hours) and period_hours > 0):
+        raise ValueError(f"provider.local.drift.period_hours must be > 0, got {period_hours!r}")
+    return math.floor(epoch / (period_hours * 3600.0))
+
+
+@functools.lru_cache(maxsize=16)
+def job_backend(name: str, sigma: float = 0.0, seed: int = 0, bucket: int = 0):
+    """The backend a local job runs on: ``load_backend(name)``, drifted when ``sigma > 0``.
+
+    Cached, so jobs of one drift period share the backend (and the noise models
+    :mod:`qpuflow.simulate` caches per backend). Its ``target`` is the drifted calibration;
+    the static one stays ``load_backend(name).target``.
+    """
+    from qpuflow.simulate import drifted_target
+    from qpuflow.transpile import TargetBackend, load_backend
+
+    backend = load_backend(name)
+    if sigma == 0:
+        return backend
+    target = drifted_target(backend.target, sigma=sigma, seed=seed, bucket=bucket)
+    return TargetBackend(target, backend.name,
+                         description=f"{backend.name} drifted (sigma={sigma}, seed={seed}, period {bucket})")
+
+
 def _simulate(record: dict[str, Any], qpy_path: Path):
-    """Sample the stored ISA circuit with the fake backend's noise; return registers and usage."""
+    """Sample the stored ISA circuit with the fake backend's (possibly drifted) noise; return registers and usage."""
     import zlib
 
     from qiskit import qpy
 
     from qpuflow.budget import estimate_qpu_seconds
     from qpuflow.simulate import sample_isa
-    from qpuflow.transpile import isa_summary, load_backend
+    from qpuflow.transpile import isa_summary
 
     with open(qpy_path, "rb") as fh:
         (isa,) = qpy.load(fh)
-    backend = load_backend(record["backend"])
+    # Records written before drift existed have no drift fields: no drift.
+    sigma = float(record.get("drift_sigma", 0.0))
+    bucket = drift_bucket(record["created_epoch"], float(record.get("drift_period_hours", 24.0))) if sigma > 0 else 0
+    backend = job_backend(record["backend"], sigma, int(record.get("drift_seed", 0)), bucket)
     # A seed from the job ID: reproducible per job, different between jobs.
     seed = zlib.crc32(record["job_id"].encode())
     registers = sample_isa(isa, backend, shots=record["shots"], seed=seed,
