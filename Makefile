@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Submit the default study to the embedded local backend, collect, decode, print the summaries.
+## The deployment session's arms wait for its probe job: submit, collect, submit again, collect.
 demo: $(STAMP)
+	$(BIN)/snakemake --cores 1 submit
+	$(BIN)/snakemake --cores 1 collect
 	$(BIN)/snakemake --cores 1 submit
 	$(BIN)/snakemake --cores 1 collect
 	$(BIN)/snakemake --cores 1 analyze
@@ -35,4 +38,5 @@ lint: $(STAMP)
 ## Remove outputs of the local demo (never do this to a study with real IBM jobs).
 clean-results:
 	rm -rf results/circuits results/isa results/submitted results/collected results/ledger \
-	       results/local_jobs results/calibration results/ibm_experiments logs .snakemake
+	       results/local_jobs results/calibration results/ibm_experiments results/selection \
+	       results/analysis logs .snakemake

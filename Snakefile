@@ -23,6 +23,7 @@ include: "workflow/rules/analysis.smk"
 
 
 rule submit:
+    """Every run's marker, except deployment sessions not due yet and arms waiting for a probe."""
     input:
-        get_all_markers(),
+        get_submit_target,
     default_target: True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -25,8 +26,48 @@ def with_change(path: tuple, value) -> dict:
 
 def test_default_config_is_valid_and_filled():
     config = load_config(REPO / "config.yaml")
-    assert config["budget"] == {"window_days": 28, "reserve_seconds": 30}
+    assert config["budget"] == {"window_days": 28, "reserve_seconds": 30, "allow_campaign_overrun": False}
     assert config["experiments"]["surface_code"]["shots"] == 4096
+    deployment = config["experiments"]["deployment"]
+    assert deployment["arms"] == ["calibration", "drift_aware"] and deployment["schedule"] == {"per_day": 3}
+    assert deployment["probe"] == {"shots": 2000, "delays_us": [50, 100, 200]}
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("schedule", {"every_hours": 8, "per_day": 3}, "experiments.dep.schedule"),
+        ("schedule", {"min_gap_hours": 2}, "experiments.dep.schedule"),
+        ("schedule", {"every_hours": 8, "start": "next tuesday"}, "experiments.dep.schedule.start"),
+        ("arms", ["calibration", "lucky"], "experiments.dep.arms"),
+        ("probe", {"delays_us": [0]}, "experiments.dep.probe.delays_us"),
+    ],
+)
+def test_bad_deployment_fields_name_the_field(field, value, expected):
+    config = {"provider": {"name": "local", "backend": "fake_fez"},
+              "experiments": {"dep": {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": 2,
+                                      "shots": 100, field: value}}}
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        validate_config(config, source="study.yaml")
+
+
+def test_schedule_fields_on_a_memory_experiment_are_refused():
+    config = {"provider": {"name": "local", "backend": "fake_fez"},
+              "experiments": {"sc": {"kind": "surface_code", "distance": 3, "rounds": 1, "logical_states": ["0"],
+                                     "shots": 100, "schedule": {"every_hours": 8}}}}
+    with pytest.raises(ConfigError, match="experiments.sc.schedule"):
+        validate_config(config)
+
+
+def test_an_unquoted_yaml_start_time_is_accepted(tmp_path):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"provider": {"name": "local", "backend": "fake_fez"}}) +
+                    "experiments:\n  dep: {kind: deployment, distance: 3, rounds: 1, sessions: 2, shots: 100,\n"
+                    "        schedule: {every_hours: 8, start: 2026-12-01T08:00:00Z}}\n")
+    config = load_config(path)
+    assert config["experiments"]["dep"]["schedule"]["start"].startswith("2026-12-01T08:00:00")
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,24 @@ from tests.conftest import REPO
 def test_default_study_runs():
     runs = plan_runs(load_config(REPO / "config.yaml"))
     keys = [r.key for r in runs]
-    assert len(keys) == len(set(keys)) == 10  # 2 states x 3 repetitions + 4 sessions
-    assert "surface_code/Lplus_rep2" in keys and "deployment/session003_calibration" in keys
+    assert len(keys) == len(set(keys)) == 6 + 42 * 3  # 2 states x 3 repetitions + 42 sessions x (probe + 2 arms)
+    assert "surface_code/Lplus_rep2" in keys and "deployment/session041_drift_aware" in keys
     sc = [r for r in runs if r.kind == "surface_code"]
     assert {r.logical_state for r in sc} == {"0", "+"} and all(r.shots == 4096 for r in sc)
-    assert len(select_experiments(runs, "deployment")) == 4
-    assert len(select_experiments(runs, "both")) == 10
+    assert len(select_experiments(runs, "deployment")) == 42 * 3
+    assert len(select_experiments(runs, "both")) == 6 + 42 * 3
+    probe = next(r for r in runs if r.key == "deployment/session000_probe")
+    assert probe.is_probe and probe.shots == 2000 and probe.probe_qubits == 18 and probe.probe_delays_us == (50, 100, 200)
+
+
+def test_arm_order_is_random_per_session_but_reproducible():
+    from qpuflow.plan import arm_order
+
+    arms = ["calibration", "drift_aware"]
+    orders = [tuple(arm_order("dep", s, arms, 0)) for s in range(40)]
+    assert orders == [tuple(arm_order("dep", s, arms, 0)) for s in range(40)]
+    assert 10 < sum(o[0] == "calibration" for o in orders) < 30  # both orders occur
+    assert orders != [tuple(arm_order("dep", s, arms, 1)) for s in range(40)]
 
 
 def test_run_id_is_stable_across_processes_and_sensitive_to_content():

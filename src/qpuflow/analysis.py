@@ -23,13 +23,15 @@ from qpuflow.paths import Paths
 from qpuflow.records import Marker, Result
 from qpuflow.stats import wilson_interval
 
-TABLES = ("runs", "summary", "detection_rounds", "provenance")
+TABLES = ("runs", "summary", "detection_rounds", "provenance", "sessions", "session_stats")
 
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisSettings:
     decoder_noise: str = "uniform"
     uniform_p: float = 1e-3
+    bootstrap_samples: int = 10000
+    seed: int = 12345
 
     def __post_init__(self) -> None:
         if self.decoder_noise not in ("uniform", "calibration"):
@@ -40,7 +42,8 @@ class AnalysisSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "AnalysisSettings":
         section = config.get("analysis", {})
-        return cls(decoder_noise=section.get("decoder_noise", "uniform"), uniform_p=float(section.get("uniform_p", 1e-3)))
+        return cls(decoder_noise=section.get("decoder_noise", "uniform"), uniform_p=float(section.get("uniform_p", 1e-3)),
+                   bootstrap_samples=int(section.get("bootstrap_samples", 10000)), seed=int(section.get("seed", 12345)))
 
 
 def _rate_columns(prefix: str, errors: int, shots: int) -> dict[str, Any]:
@@ -91,6 +94,8 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
             "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
             "session": spec.get("session"), "arm": spec.get("arm"), "attempt": spec.get("attempt", 0),
             "backend": marker.backend, "job_id": marker.job_id,
+            "chain": " ".join(map(str, marker.selection["chain"])) if marker.selection else None,
+            "arm_position": marker.selection["position"] if marker.selection else None,
         }
         provenance.append({
             "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",
@@ -103,6 +108,8 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
             "calibration_snapshot": marker.calibration_snapshot,
             "qiskit": marker.package_versions.get("qiskit"), "stim": marker.package_versions.get("stim"),
         })
+        if spec["kind"] == "probe":
+            continue  # probes choose qubits (see results/selection/); they have no logical error rate
         if result is None or result.status != "completed":
             runs.append({**base, "status": result.status if result else "pending", "shots": 0,
                          "error": result.error if result else None})
@@ -125,12 +132,45 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
                            "round": index, "detectors": n_detectors, "shots": decoded.shots, "events": n_events,
                            "fraction": n_events / trials if trials else float("nan"), "ci_low": low, "ci_high": high})
     runs_df = pd.DataFrame(runs)
+    sessions, session_stats = session_tables(runs_df, settings)
     return {
         "runs": runs_df,
         "summary": _summary(runs_df),
         "detection_rounds": pd.DataFrame(rounds),
         "provenance": pd.DataFrame(provenance),
+        "sessions": sessions,
+        "session_stats": session_stats,
     }
+
+
+def session_tables(runs: pd.DataFrame, settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deployment study: one row per complete session pair, and the paired statistics.
+
+    Per session: each arm's decoded rate, the chains used, the paired difference
+    (drift_aware minus calibration) and log-odds ratio. Per experiment: mean difference with a
+    seeded paired-bootstrap 95% interval, Wilcoxon signed-rank test, the observed within-pair
+    correlation, effect size d_z, and the sessions needed for 80% power at alpha 0.05 computed
+    from those observed figures (see :mod:`qpuflow.paired`).
+    """
+    from qpuflow.paired import paired_summary, session_pairs, summary_table
+
+    deployment = runs[runs["kind"] == "deployment"] if "kind" in runs else runs.iloc[0:0]
+    pair_frames, stat_frames = [], []
+    for experiment in sorted(deployment["experiment"].unique()) if not deployment.empty else []:
+        pairs = session_pairs(deployment, experiment=experiment)
+        done = deployment[(deployment["experiment"] == experiment) & (deployment["status"] == "completed")]
+        for arm in ("calibration", "drift_aware"):
+            chains = done[done["arm"] == arm].sort_values("attempt").groupby("session")["chain"].last()
+            pairs[f"chain_{arm}"] = pairs["session"].map(chains)
+        summary = paired_summary(pairs, n_bootstrap=settings.bootstrap_samples, seed=settings.seed)
+        stats = summary_table(summary)
+        stats.insert(0, "experiment", experiment)
+        pair_frames.append(pairs)
+        stat_frames.append(stats)
+    empty_pairs = pd.DataFrame(columns=["experiment", "session"])
+    empty_stats = pd.DataFrame(columns=["experiment", "quantity", "value"])
+    return (pd.concat(pair_frames, ignore_index=True) if pair_frames else empty_pairs,
+            pd.concat(stat_frames, ignore_index=True) if stat_frames else empty_stats)
 
 
 def _summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -250,3 +290,27 @@ def print_decoded_summary(summary: pd.DataFrame, console: Any = None) -> None:
             f"{row.raw_rate:.4f}", f"{row.decoded_rate:.4f}", f"{row.decoded_ci_low:.4f}-{row.decoded_ci_high:.4f}",
         )
     console.print(table)
+
+
+def print_session_summary(stats: pd.DataFrame, console: Any = None) -> None:
+    """The deployment study's answer in a few lines: difference, interval, test, power."""
+    from rich.console import Console
+
+    if stats.empty:
+        return
+    console = console or Console()
+    for experiment, frame in stats.groupby("experiment", sort=True):
+        value = dict(zip(frame["quantity"], frame["value"]))
+        n = int(value["n_sessions"])
+        line = f"{experiment}: {n} complete session pair(s)"
+        if n >= 2:
+            line += (f"; drift_aware - calibration decoded rate {float(value['mean_difference']):+.4f} "
+                     f"(95% bootstrap CI {float(value['ci_low']):+.4f} to {float(value['ci_high']):+.4f}), "
+                     f"Wilcoxon p = {float(value['wilcoxon_p_value']):.3g}, "
+                     f"within-pair r = {float(value['correlation']):.2f}")
+            needed = value.get("sessions_needed")
+            line += (f"; {int(needed)} sessions needed for 80% power at this effect" if needed not in (None, "")
+                     and not pd.isna(needed) else f"; power: {value.get('power_note')}")
+        else:
+            line += "; at least 2 are needed for an interval (see results/analysis/session_stats.csv)"
+        console.print(line, highlight=False, soft_wrap=True)

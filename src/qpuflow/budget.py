@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from qpuflow.provenance import parse_time
+from qpuflow.provenance import clock, parse_time
 from qpuflow.records import CorruptRecordError, Result
 
 # Per-job fixed cost on the QPU (loading, calibration checks). IBM documents usage as
@@ -61,7 +61,7 @@ def usage_by_account(
     *, now: datetime | None = None,
 ) -> dict[str, AccountUsage]:
     """Usage in the current window for every configured account."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock()
     window = timedelta(days=config["budget"]["window_days"])
     used = {a["name"]: 0.0 for a in config["accounts"]}
     seen: set[str] = set()
@@ -71,7 +71,7 @@ def usage_by_account(
         seen.add(marker["job_id"])
         if now - parse_time(marker["submission_time"]) > window:
             continue
-        used[marker["account"]] += _job_usage(marker, result_path_of(marker["run_key"]))
+        used[marker["account"]] += job_usage(marker, result_path_of(marker["run_key"]))
     return {
         a["name"]: AccountUsage(
             account=a["name"], limit_seconds=float(a["budget_seconds"]), used_seconds=round(used[a["name"]], 3),
@@ -81,7 +81,8 @@ def usage_by_account(
     }
 
 
-def _job_usage(marker: dict[str, Any], result_path: Path) -> float:
+def job_usage(marker: dict[str, Any], result_path: Path) -> float:
+    """Seconds a job cost: the provider's figure once collected, else the estimate at submission."""
     if result_path.exists():
         try:
             result = Result.read(result_path)

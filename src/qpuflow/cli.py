@@ -4,6 +4,7 @@
     qpuflow status [--json]                       every submitted run and its job's state
     qpuflow cancel JOB_ID                         cancel a queued or running job
     qpuflow budget                                QPU seconds used and left per account
+    qpuflow plan [--jobs]                         does the whole campaign fit the budget, and when
     qpuflow backends                              backends the local simulator knows
     qpuflow emulator [--port P] [--store DIR]     a local IBM Quantum Platform emulator to rehearse on
 """
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id")
     cancel.add_argument("--account", default=None)
     sub.add_parser("budget", help="QPU seconds used and left per account in the window")
+    plan = sub.add_parser("plan", help="estimate the QPU seconds of everything still to submit, on its schedule, "
+                                       "against each account's rolling window (exit 1 if it does not fit)")
+    plan.add_argument("--jobs", action="store_true", help="also list every planned job")
     sub.add_parser("backends", help="backends the local simulator knows")
     emu = sub.add_parser("emulator", help="run a local IBM Quantum Platform emulator (127.0.0.1) to rehearse on")
     emu.add_argument("--port", type=int, default=8765)
@@ -121,7 +125,44 @@ def _run(args: argparse.Namespace) -> int:
                           f"{u.reserve_seconds:.0f}", f"{u.spendable_seconds:.1f}")
         console.print(table)
         return 0
+    if args.command == "plan":
+        return _print_plan(config, paths, console, source=str(args.config), list_jobs=args.jobs)
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts commands
+
+
+def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: bool) -> int:
+    from rich.table import Table
+
+    from qpuflow.budget import usage_by_account, with_service_usage
+    from qpuflow.campaign import plan_campaign, plan_rows
+    from qpuflow.ledger import Ledger
+    from qpuflow.schedule import now
+    from qpuflow.wf import Study
+
+    study = Study(config, source=source)
+    events = Ledger(paths.ledger).events()
+    ours = usage_by_account(config, [e["marker"] for e in events if e["event"] == "accepted"], paths.result)
+    theirs = with_service_usage(ours, lambda name: make_provider(config, account=name, local_store=paths.local_store),
+                                only=None)
+    outside = {name: theirs[name].used_seconds - ours[name].used_seconds for name in ours}
+    plan = plan_campaign(study.runs, config, paths, events, now(), outside_usage=outside)
+    table = Table(title=f"Campaign plan for {source}: QPU seconds per account "
+                        f"({config['budget']['window_days']:g}-day rolling windows, "
+                        f"{config['budget']['reserve_seconds']:g} s reserve)")
+    for col in ("account", "budget", "used now", "planned"):
+        table.add_column(col, justify="left" if col == "account" else "right")
+    for row in plan_rows(plan):
+        table.add_row(row["account"], f"{row['budget_seconds']:.0f}", f"{row['used_now']:.1f}", f"{row['planned_seconds']:.1f}")
+    console.print(table)
+    if list_jobs:
+        jobs = Table(title="Planned jobs")
+        for col in ("run", "planned for", "QPU s", "account"):
+            jobs.add_column(col)
+        for job in plan.jobs:
+            jobs.add_row(job.run_key, job.at.isoformat(timespec="minutes"), f"{job.seconds:.1f}", job.account or "NONE")
+        console.print(jobs)
+    console.print(f"Campaign: {plan.verdict()}", highlight=False, soft_wrap=True)
+    return 0 if plan.fits else 1
 
 
 def _serve_emulator(args: argparse.Namespace) -> int:

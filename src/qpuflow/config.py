@@ -8,6 +8,7 @@ Every failure is a :class:`ConfigError` naming the file, the field and the value
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import re
 from pathlib import Path
@@ -23,6 +24,9 @@ _KIND_ONLY_FIELDS = {
     "sessions": {"deployment"},
     "arms": {"deployment"},
     "selection_weights": {"deployment"},
+    "schedule": {"deployment"},
+    "probe": {"deployment"},
+    "order_seed": {"deployment"},
     "repetitions": {"surface_code", "repetition_code"},
 }
 
@@ -84,6 +88,13 @@ def _check_kind_fields(config: dict[str, Any], source: str) -> None:
         if not isinstance(exp, dict):
             continue
         kind = exp.get("kind")
+        schedule = exp.get("schedule")
+        if isinstance(schedule, dict) and isinstance(schedule.get("start"), (datetime.date, datetime.datetime)):
+            # YAML reads an unquoted timestamp as a datetime; the schema wants its text.
+            start = schedule["start"]
+            if isinstance(start, datetime.datetime) and start.tzinfo is None:
+                start = start.replace(tzinfo=datetime.timezone.utc)
+            schedule["start"] = start.isoformat()
         for key, kinds in _KIND_ONLY_FIELDS.items():
             if key in exp and kind in _ALL_KINDS and kind not in kinds:
                 raise ConfigError(
@@ -127,9 +138,24 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                     f"Use a fake IBM backend such as {suggestion} ({len(known)} in all; "
                     f"'qpuflow backends' lists them), {synthetic}."
                 )
+        _check_deployment_fields(name, exp, source)
     names = [a["name"] for a in config["accounts"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: field 'accounts' names an account twice: {names}.")
+
+
+def _check_deployment_fields(name: str, exp: dict[str, Any], source: str) -> None:
+    if exp["kind"] != "deployment":
+        return
+    start = (exp.get("schedule") or {}).get("start")
+    if start is not None:
+        from qpuflow.provenance import parse_time
+
+        try:
+            parse_time(str(start))
+        except ValueError:
+            raise ConfigError(f"{source}: field 'experiments.{name}.schedule.start' is {start!r}, not an "
+                              "ISO-8601 time; write e.g. 2026-12-01T08:00:00Z.") from None
 
 
 # Synthetic backends of the local simulator: a square grid or a line of qubits with the

@@ -38,6 +38,10 @@ class Paths:
     def result(self, key: str) -> Path:
         return self.root / "collected" / f"{key}.json"
 
+    def selection(self, experiment: str, session: int) -> Path:
+        """The qubits chosen for each arm of a deployment session, and the arms' order."""
+        return self.root / "selection" / experiment / f"session{session:03d}.json"
+
     @property
     def ledger(self) -> Path:
         return self.root / "ledger" / "submissions.jsonl"

@@ -18,14 +18,33 @@ from qpuflow.records import Marker
 log = logging.getLogger("qpuflow.pipeline")
 
 
-def ensure_isa(spec: RunSpec, config: dict[str, Any], paths: Paths) -> None:
-    """Build and transpile a run's circuit unless its files exist already."""
-    from qpuflow.stages import build_circuit, transpile_run
+def ensure_isa(spec: RunSpec, config: dict[str, Any], paths: Paths, runs: dict[str, RunSpec] | None = None) -> None:
+    """Build and transpile a run's circuit unless its files exist already.
+
+    A deployment arm first needs its session's selection (made now, from the collected probe).
+    """
+    from qpuflow.stages import build_circuit, select_session, transpile_run
 
     if not paths.circuit(spec).exists():
         build_circuit(spec, paths.circuit(spec))
+    selection = None
+    if spec.kind == "deployment":
+        assert spec.session is not None
+        selection = paths.selection(spec.experiment, spec.session)
+        if not selection.exists():
+            select_session(spec.experiment, spec.session, selection, config=config, paths=paths,
+                           **_probe_inputs(spec, runs or {spec.key: spec}, paths))
     if not (paths.isa(spec).exists() and paths.isa_info(spec).exists()):
-        transpile_run(spec, paths.circuit(spec), paths.isa(spec), paths.isa_info(spec), config=config, paths=paths)
+        transpile_run(spec, paths.circuit(spec), paths.isa(spec), paths.isa_info(spec), config=config, paths=paths,
+                      selection_path=selection)
+
+
+def _probe_inputs(spec: RunSpec, runs: dict[str, RunSpec], paths: Paths) -> dict[str, Path]:
+    from qpuflow.sessions import completed_probe
+
+    parts = [s for s in runs.values() if s.experiment == spec.experiment and s.session == spec.session]
+    probe = completed_probe(parts, paths)
+    return {} if probe is None else {"probe_marker": paths.marker(probe.key), "probe_result": paths.result(probe.key)}
 
 
 def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Paths, *,
@@ -39,17 +58,30 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
 
     from qpuflow.plan import plan_retries
     from qpuflow.records import Result
+    from qpuflow.campaign import check_campaign_start
+    from qpuflow.ledger import Ledger
+    from qpuflow.schedule import now
+    from qpuflow.sessions import plan_submissions
     from qpuflow.submit import check_pending_budget
 
     def failed(key: str) -> bool:
         return paths.result(key).exists() and Result.read(paths.result(key)).status == "failed"
 
     specs = list(specs) + plan_retries(list(specs), failed, int(config["provider"].get("retries", 0)))
+    # The same choice as the Snakemake submit target: sessions that are due, arms whose probe
+    # was collected, in their recorded order.
+    runs = {spec.key: spec for spec in specs}
+    events = Ledger(paths.ledger).events()
+    check_campaign_start(config, paths, events, now())  # a campaign that does not fit is not started
+    plan = plan_submissions(runs, config, paths, events, now())
+    for note in plan.notes:
+        print(note, flush=True)
+    specs = [runs[key] for key in plan.keys]
     names = [a["name"] for a in config["accounts"]]
     written = []
     pending = [s for s in specs if not paths.marker(s.key).exists()]
     for spec in pending:
-        ensure_isa(spec, config, paths)
+        ensure_isa(spec, config, paths, runs)
     check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job
     for i, spec in enumerate(pending):
         account = accounts[i % len(accounts)] if accounts else None

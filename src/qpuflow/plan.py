@@ -10,12 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Callable
+import random
+from typing import Any, Callable, Sequence
 
 # Bump when the recipe that turns a RunSpec into a circuit changes meaning.
 CIRCUIT_RECIPE_VERSION = 1
 
 _STATE_NAMES = {"0": "0", "1": "1", "+": "plus", "-": "minus"}
+_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits")
+# Probe delays (microseconds) for the T1 decay curve: a spread around Heron T1s of 100-300 us.
+DEFAULT_PROBE_DELAYS_US = (50.0, 100.0, 200.0)
+PROBE_ARM = "drift_aware"  # the arm whose qubits are chosen from a probe job
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +42,14 @@ class RunSpec:
     session: int | None = None
     arm: str | None = None
     attempt: int = 0  # automatic resubmission number after a failed job (0 = the original)
+    # Probe runs of the deployment study only (left out of the identity when None, so the
+    # identities of other runs did not change when they were added).
+    probe_delays_us: tuple[float, ...] | None = None
+    probe_qubits: int | None = None
 
     def __post_init__(self) -> None:
+        if self.probe_delays_us is not None:
+            object.__setattr__(self, "probe_delays_us", tuple(float(t) for t in self.probe_delays_us))
         if self.logical_state not in _STATE_NAMES:
             raise ValueError(f"logical_state must be one of {sorted(_STATE_NAMES)}, got {self.logical_state!r}")
         if self.shots < 1:
@@ -54,6 +65,15 @@ class RunSpec:
     def key(self) -> str:
         """``experiment/run``: the path stem of this run's files."""
         return f"{self.experiment}/{self.run}"
+
+    @property
+    def is_probe(self) -> bool:
+        return self.kind == "probe"
+
+    @property
+    def chain_length(self) -> int:
+        """Physical qubits of a repetition-code chain of this distance (data + ancilla)."""
+        return 2 * self.distance - 1
 
     @property
     def experiment_type(self) -> str:
@@ -87,7 +107,8 @@ class RunSpec:
         >>> spec.run_id() == dataclasses.replace(spec, shots=101).run_id()
         False
         """
-        payload = {"recipe": CIRCUIT_RECIPE_VERSION, **self.to_json()}
+        fields = {k: v for k, v in self.to_json().items() if not (k in _OPTIONAL_FIELDS and v is None)}
+        payload = {"recipe": CIRCUIT_RECIPE_VERSION, **fields}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -114,13 +135,7 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             optimization_level=transpile["optimization_level"],
         )
         if exp["kind"] == "deployment":
-            state = exp.get("logical_states", ["0"])[0]
-            for session in range(exp["sessions"]):
-                for arm in exp["arms"]:
-                    runs.append(
-                        RunSpec(run=f"session{session:03d}_{arm}", logical_state=state,
-                                session=session, arm=arm, **common)
-                    )
+            runs.extend(_deployment_runs(exp, common))
         else:
             for state in exp["logical_states"]:
                 for rep in range(exp["repetitions"]):
@@ -132,6 +147,47 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
     if len(set(keys)) != len(keys):  # pragma: no cover - names are built to be unique
         raise ValueError(f"duplicate run keys in plan: {keys}")
     return runs
+
+
+def _deployment_runs(exp: dict[str, Any], common: dict[str, Any]) -> list[RunSpec]:
+    """Per session: a probe job if an arm needs one, then one run per arm."""
+    state = exp.get("logical_states", ["0"])[0]
+    probe = exp.get("probe", {})
+    runs = []
+    for session in range(exp["sessions"]):
+        if PROBE_ARM in exp["arms"]:
+            runs.append(RunSpec(
+                **{**common, "kind": "probe", "shots": int(probe.get("shots", 2000))},
+                run=session_run(session, "probe"), logical_state="0", session=session,
+                probe_delays_us=tuple(probe.get("delays_us", DEFAULT_PROBE_DELAYS_US)),
+                probe_qubits=int(probe.get("qubits") or 2 * (2 * exp["distance"] - 1)),
+            ))
+        for arm in exp["arms"]:
+            runs.append(RunSpec(run=session_run(session, arm), logical_state=state,
+                                session=session, arm=arm, **common))
+    return runs
+
+
+def session_run(session: int, part: str) -> str:
+    """``session003_calibration``: the run name of one part (an arm or the probe) of a session."""
+    return f"session{session:03d}_{part}"
+
+
+def arm_order(experiment: str, session: int, arms: Sequence[str], seed: int) -> list[str]:
+    """The order in which a session's arms are submitted: random, but fixed by ``seed``.
+
+    Drawn from a hash of (seed, experiment, session), so planning it twice, in two processes
+    or two weeks apart, gives the same order; it is recorded in every arm's marker.
+
+    >>> arm_order("dep", 0, ["calibration", "drift_aware"], 0) == arm_order("dep", 0, ["calibration", "drift_aware"], 0)
+    True
+    >>> sorted(arm_order("dep", 3, ["calibration", "drift_aware"], 1))
+    ['calibration', 'drift_aware']
+    """
+    digest = hashlib.sha256(f"{seed}:{experiment}:{session}".encode()).digest()
+    order = list(arms)
+    random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
+    return order
 
 
 def retry_of(spec: RunSpec) -> RunSpec:
@@ -162,4 +218,5 @@ def select_experiments(runs: list[RunSpec], choice: str) -> list[RunSpec]:
         return list(runs)
     if choice not in {"surface_code", "deployment", "repetition_code"}:
         raise ValueError(f"--experiment must be surface_code, deployment or both, got {choice!r}")
-    return [r for r in runs if r.kind == choice]
+    kinds = {choice, "probe"} if choice == "deployment" else {choice}
+    return [r for r in runs if r.kind in kinds]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
@@ -12,9 +13,22 @@ from pathlib import Path
 _PACKAGES = ("qpuflow", "qiskit", "qiskit-ibm-runtime", "qiskit-aer", "stim", "pymatching", "snakemake", "numpy")
 
 
+def clock() -> datetime:
+    """The current time in UTC, or ``QPUFLOW_NOW`` (ISO-8601) if set.
+
+    ``QPUFLOW_NOW`` is for rehearsing a weeks-long campaign in minutes on the local backend:
+    the schedule, the session start times recorded in markers and the ledger, and the budget
+    windows then all follow the same pretend clock. Never set it for real hardware runs.
+    """
+    override = os.environ.get("QPUFLOW_NOW")
+    if override:
+        return parse_time(override)
+    return datetime.now(timezone.utc)
+
+
 def utc_now() -> str:
-    """Current time as ISO-8601 with an explicit UTC offset."""
-    return datetime.now(timezone.utc).isoformat()
+    """Current time (see :func:`clock`) as ISO-8601 with an explicit UTC offset."""
+    return clock().isoformat()
 
 
 def parse_time(text: str) -> datetime:

@@ -122,6 +122,9 @@ class Marker:
     max_execution_time: int
     spec: dict[str, Any]
     adopted: bool = False
+    # Deployment arms: the chosen chain, where it came from (calibration or a probe job) and
+    # the session's random submission order with this arm's position in it.
+    selection: dict[str, Any] | None = None
     schema_version: int = MARKER_SCHEMA_VERSION
 
     def __post_init__(self) -> None:

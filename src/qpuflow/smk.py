@@ -41,8 +41,24 @@ def transpile(smk: Any) -> None:
     from qpuflow.stages import transpile_run
 
     _setup_logging(smk)
+    selection = list(smk.input.selection)
     transpile_run(_spec(smk), Path(smk.input.circuit), Path(smk.output.isa), Path(smk.output.info),
-                  config=smk.config, paths=Paths.from_config(smk.config))
+                  config=smk.config, paths=Paths.from_config(smk.config),
+                  selection_path=Path(selection[0]) if selection else None)
+
+
+def select_qubits(smk: Any) -> None:
+    from qpuflow.stages import select_session
+
+    _setup_logging(smk)
+    inputs = {name: Path(getattr(smk.input, name)) for name in ("probe_marker", "probe_result")
+              if hasattr(smk.input, name)}
+    record = select_session(smk.wildcards.exp, int(smk.wildcards.session), Path(smk.output.selection),
+                            config=smk.config, paths=Paths.from_config(smk.config), **inputs)
+    for arm, chosen in record["arms"].items():
+        logging.getLogger("qpuflow.selection").info(
+            "%s session %s, arm %s: chain %s (from %s)", smk.wildcards.exp, smk.wildcards.session, arm,
+            chosen["chain"], chosen["source"])
 
 
 def submit(smk: Any) -> None:
@@ -54,14 +70,20 @@ def submit(smk: Any) -> None:
 
 
 def budget_check(smk: Any) -> None:
+    from qpuflow.campaign import check_campaign_start
+    from qpuflow.ledger import Ledger
+    from qpuflow.schedule import now
     from qpuflow.submit import check_pending_budget
 
     _setup_logging(smk)
     paths = Paths.from_config(smk.config)
     specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
+    log = logging.getLogger("qpuflow.budget")
+    plan = check_campaign_start(smk.config, paths, Ledger(paths.ledger).events(), now())
+    if plan is not None:
+        log.info("campaign plan: %s", plan.verdict())
     costs = check_pending_budget(specs, config=smk.config, paths=paths)
-    logging.getLogger("qpuflow.budget").info(
-        "%d run(s) to submit, about %.1f QPU seconds in all: within budget", len(costs), sum(costs.values()))
+    log.info("%d run(s) to submit, about %.1f QPU seconds in all: within budget", len(costs), sum(costs.values()))
     Path(smk.output.flag).write_text(f"{len(costs)} runs, {sum(costs.values()):.1f} s\n")
 
 
@@ -91,14 +113,17 @@ def collect(smk: Any) -> None:
 
 
 def analyze(smk: Any) -> None:
-    from qpuflow.analysis import (AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates,
-                                  print_decoded_summary, write_tables)
+    from qpuflow.analysis import (TABLES, AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates,
+                                  print_decoded_summary, print_session_summary, write_tables)
+    from qpuflow.paired import plot_paired
 
     _setup_logging(smk)
     tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config))
-    write_tables(tables, {name: Path(getattr(smk.output, name)) for name in ("runs", "summary", "detection_rounds", "provenance")})
+    write_tables(tables, {name: Path(getattr(smk.output, name)) for name in TABLES})
     plot_error_rates(tables["summary"], Path(smk.output.error_rates))
     plot_detection_rounds(tables["detection_rounds"], Path(smk.output.rounds_plot))
+    plot_paired(tables["sessions"], Path(smk.output.sessions_plot))
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
     print_decoded_summary(tables["summary"])
+    print_session_summary(tables["session_stats"])
     print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")

@@ -9,46 +9,75 @@ from typing import Any
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
-from qpuflow.records import write_json_atomic
+from qpuflow.records import read_json, write_json_atomic
 
 
 def build_circuit(spec: RunSpec, out: Path) -> None:
     """The logical circuit of a run (from stim's generators), as QPY with its measurement map."""
     from qiskit import qpy
 
-    from qpuflow.circuits import memory_experiment
-
-    kind = "repetition_code" if spec.kind == "deployment" else spec.kind
-    circuit, _ = memory_experiment(kind, distance=spec.distance, rounds=spec.rounds,
-                                   logical_state=spec.logical_state, name=spec.run)
+    circuit = logical_circuit(spec)
     circuit.metadata = {**circuit.metadata, "run_spec": spec.to_json(), "run_id": spec.run_id()}
     _write_qpy(out, circuit, qpy)
 
 
+def logical_circuit(spec: RunSpec):
+    """The run's logical circuit: a memory experiment from stim's generators, or a probe."""
+    from qpuflow.circuits import memory_experiment
+    from qpuflow.probe import probe_circuit
+
+    if spec.is_probe:
+        return probe_circuit(spec)
+    kind = "repetition_code" if spec.kind == "deployment" else spec.kind
+    circuit, _ = memory_experiment(kind, distance=spec.distance, rounds=spec.rounds,
+                                   logical_state=spec.logical_state, name=spec.run)
+    return circuit
+
+
+def default_layout(spec: RunSpec, backend, config: dict[str, Any]) -> list[int] | None:
+    """Qubits a run is laid out on when nothing was selected for it: a probe's candidates, a
+    deployment arm's calibration-best chain, or ``None`` (the transpiler chooses)."""
+    from qpuflow.probe import candidate_qubits
+    from qpuflow.transpile import select_chain
+
+    if spec.is_probe:
+        assert spec.probe_qubits is not None
+        return candidate_qubits(backend, spec.chain_length, spec.probe_qubits, weights=_weights(spec, config))
+    if spec.kind == "deployment":
+        return select_chain(backend, spec.chain_length, weights=_weights(spec, config))
+    return None
+
+
 def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Path, *,
-                  config: dict[str, Any], paths: Paths) -> dict[str, Any]:
+                  config: dict[str, Any], paths: Paths, selection_path: Path | None = None) -> dict[str, Any]:
     """Transpile for the backend, check the ISA circuit, and save layout and calibration.
 
-    For a deployment run the physical chain is chosen from the backend's calibration now, and
-    that calibration is saved (content-addressed) so the marker can point at what was used.
+    A deployment arm runs on the chain its session's selection file chose for it; a probe on
+    the candidate qubits around the calibration-best chain, at a fixed layout. The backend's
+    calibration is saved (content-addressed) so the marker can point at what was used.
     """
     from qiskit import qpy
 
     from qpuflow.transpile import (calibration_snapshot, circuit_fingerprint, isa_summary,
-                                   load_backend, physical_layout, select_chain, transpile_isa)
+                                   physical_layout, transpile_isa)
 
     with open(circuit_path, "rb") as fh:
         (circuit,) = qpy.load(fh)
-    backend = load_backend(spec.backend) if spec.provider == "local" or _ibm_local_mode(config) \
-        else _ibm_backend(spec, config)
+    backend = current_backend(spec.backend, config)
     snapshot = calibration_snapshot(backend)
     snapshot_path = save_calibration(snapshot, paths, spec.backend)
-    layout = None
+    layout = default_layout(spec, backend, config) if spec.is_probe else None
+    selection = None
     if spec.kind == "deployment":
-        weights = config["experiments"][spec.experiment].get("selection_weights")
-        layout = select_chain(backend, circuit.num_qubits, weights=weights)
+        if selection_path is None:
+            raise ValueError(f"{spec.key}: a deployment arm needs its session's selection file")
+        selection = arm_selection(spec, read_json(selection_path, "qubit selection"), selection_path)
+        layout = selection["chain"]
     isa = transpile_isa(circuit, backend, seed=spec.transpiler_seed,
                         optimization_level=spec.optimization_level, initial_layout=layout)
+    if layout is not None and physical_layout(isa) != list(layout):
+        raise ValueError(f"{spec.key}: the transpiler moved the chosen qubits {layout} to "
+                         f"{physical_layout(isa)}; refusing to submit a run on qubits nobody chose")
     require_preflight(isa, spec.key, stage="transpiled")
     _write_qpy(out_isa, isa, qpy)
     summary = isa_summary(isa)
@@ -68,6 +97,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
         "duration_seconds": summary["duration_seconds"],
         "calibration_snapshot": str(snapshot_path),
         "transpiled_time": utc_now(),
+        "selection": selection,
     }
     write_json_atomic(out_info, info)
     return info
@@ -83,9 +113,10 @@ def require_preflight(isa: Any, run_key: str, *, stage: str) -> None:
     Every detector must be deterministically 0 and every observable must equal the prepared
     state's value. Such a circuit would spend budget on data that cannot mean anything.
     """
+    from qpuflow.probe import probe_problems
     from qpuflow.simulate import preflight_check
 
-    problems = preflight_check(isa)
+    problems = probe_problems(isa) if "probe" in (isa.metadata or {}) else preflight_check(isa)
     if problems:
         listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise PreflightError(
@@ -116,12 +147,95 @@ def _write_qpy(out: Path, circuit: Any, qpy: Any) -> None:
     os.replace(tmp, out)
 
 
+def select_session(experiment: str, session: int, out: Path, *, config: dict[str, Any], paths: Paths,
+                   probe_marker: Path | None = None, probe_result: Path | None = None) -> dict[str, Any]:
+    """Choose each arm's chain for one session, now, and fix the arms' submission order.
+
+    ``calibration``: the best chain by the backend's calibration as reported right now.
+    ``drift_aware``: the best chain among the probed qubits, with the probe's T1 and readout
+    estimates in place of the reported ones (T2 and two-qubit errors stay reported).
+    """
+    from qpuflow.plan import arm_order
+    from qpuflow.probe import estimate, probe_registers
+    from qpuflow.records import Marker, Result
+    from qpuflow.transpile import calibration_snapshot, select_chain
+
+    exp = config["experiments"][experiment]
+    spec = RunSpec.from_json({**_any_arm_spec(experiment, session, config)})
+    backend = current_backend(spec.backend, config)
+    snapshot = calibration_snapshot(backend)
+    record: dict[str, Any] = {
+        "experiment": experiment, "session": session, "backend": spec.backend, "selected_time": utc_now(),
+        "order": arm_order(experiment, session, exp["arms"], int(exp.get("order_seed", 0))),
+        "calibration_snapshot": str(save_calibration(snapshot, paths, spec.backend)),
+        "properties_last_update": snapshot["properties_last_update"], "arms": {},
+    }
+    weights = _weights(spec, config)
+    if "calibration" in exp["arms"]:
+        record["arms"]["calibration"] = {
+            "chain": select_chain(backend, spec.chain_length, weights=weights), "source": "reported calibration"}
+    if "drift_aware" in exp["arms"]:
+        if probe_marker is None or probe_result is None:
+            raise ValueError(f"{experiment} session {session}: the drift-aware arm needs a collected probe")
+        marker, result = Marker.read(probe_marker), Result.read(probe_result)
+        if result.status != "completed" or result.job_id != marker.job_id:
+            raise ValueError(f"{probe_result}: the probe job {marker.job_id} did not complete; "
+                             f"no drift-aware chain can be chosen from it")
+        probe_spec = RunSpec.from_json(marker.spec)
+        measured = estimate(result.bit_arrays(), marker.physical_layout, probe_registers(probe_spec.probe_delays_us or ()))
+        chain = select_chain(backend, spec.chain_length, weights=weights, only=list(measured),
+                             measured={q: {k: v for k, v in m.items() if k in ("readout_error", "t1") and v is not None}
+                                       for q, m in measured.items()})
+        record["arms"]["drift_aware"] = {
+            "chain": chain, "source": "probe", "probe_run": probe_spec.run, "probe_job_id": marker.job_id,
+            "probe_completion_time": result.completion_time,
+            "estimates": {str(q): m for q, m in sorted(measured.items())},
+        }
+    write_json_atomic(out, record)
+    return record
+
+
+def arm_selection(spec: RunSpec, record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What a deployment arm's ISA info and marker record about how its qubits were chosen."""
+    if spec.arm not in record["arms"]:
+        raise ValueError(f"{path}: no chain was selected for arm {spec.arm!r} (arms: {sorted(record['arms'])})")
+    arm = record["arms"][spec.arm]
+    return {
+        "arm": spec.arm, "chain": [int(q) for q in arm["chain"]], "source": arm["source"],
+        "probe_job_id": arm.get("probe_job_id"), "order": record["order"],
+        "position": record["order"].index(spec.arm), "selected_time": record["selected_time"],
+        "selection_file": str(path),
+    }
+
+
+def current_backend(name: str, config: dict[str, Any]):
+    """The backend as it reports itself now (the local fake one, or the service's)."""
+    from qpuflow.transpile import load_backend
+
+    if config["provider"]["name"] == "local" or _ibm_local_mode(config):
+        return load_backend(name)
+    return _ibm_backend(name, config)
+
+
+def _weights(spec: RunSpec, config: dict[str, Any]) -> dict[str, float] | None:
+    return config["experiments"][spec.experiment].get("selection_weights")
+
+
+def _any_arm_spec(experiment: str, session: int, config: dict[str, Any]) -> dict[str, Any]:
+    from qpuflow.plan import plan_runs
+
+    for spec in plan_runs({**config, "experiments": {experiment: config["experiments"][experiment]}}):
+        if spec.session == session and not spec.is_probe:
+            return spec.to_json()
+    raise ValueError(f"{experiment} has no session {session}")
+
+
 def _ibm_local_mode(config: dict[str, Any]) -> bool:
     return bool(config["provider"].get("ibm", {}).get("local_mode", False))
 
 
-def _ibm_backend(spec: RunSpec, config: dict[str, Any]):
+def _ibm_backend(name: str, config: dict[str, Any]):
     from qpuflow.providers.ibm import IBMProvider
 
     account = config["accounts"][0]["name"]
-    return IBMProvider(account, channel=config["provider"].get("ibm", {}).get("channel", "ibm_quantum_platform"))._backend(spec.backend)
+    return IBMProvider(account, channel=config["provider"].get("ibm", {}).get("channel", "ibm_quantum_platform"))._backend(name)

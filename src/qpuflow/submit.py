@@ -290,6 +290,7 @@ def _make_marker(spec: RunSpec, *, job_id: str, account: str, info: dict[str, An
         max_execution_time=int(config["provider"]["max_execution_time"]),
         spec=spec.to_json(),
         adopted=adopted,
+        selection=info.get("selection"),
     )
 
 

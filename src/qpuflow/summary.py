@@ -52,6 +52,8 @@ def summary_table(paths: Paths, markers: dict[str, Marker]) -> list[dict[str, An
     """Rows per (experiment, logical state): jobs, shots, raw logical error rate with 95% CI."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for key, marker in sorted(markers.items()):
+        if marker.experiment_type == "probe":
+            continue  # a calibration measurement, not a memory experiment: no logical error rate
         group = groups.setdefault((key.split("/")[0], marker.logical_state), {
             "experiment": key.split("/")[0], "kind": marker.experiment_type, "logical_state": marker.logical_state,
             "jobs": 0, "completed": 0, "failed": 0, "shots": 0, "logical_errors": 0,

@@ -23,7 +23,7 @@ import functools
 import hashlib
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import qiskit
@@ -355,7 +355,7 @@ def _fill_worst(values: list[float | None], worst_is_max: bool = True) -> list[f
 
 
 def _chain_costs(
-    target: Target, weights: Mapping[str, float]
+    target: Target, weights: Mapping[str, float], measured: Mapping[int, Mapping[str, float]] | None = None,
 ) -> tuple[list[float | None], dict[tuple[int, int], float]]:
     n = target.num_qubits
     readout: list[float | None] = [None] * n
@@ -378,6 +378,15 @@ def _chain_costs(
         t1, t2 = _finite(getattr(qp, "t1", None)), _finite(getattr(qp, "t2", None))
         inv_t1[q] = _DECOHERENCE_TIME_REF / t1 if t1 else None
         inv_t2[q] = _DECOHERENCE_TIME_REF / t2 if t2 else None
+    for q, values in (measured or {}).items():
+        # Fresh measurements (a probe job) replace what the backend reported.
+        if "readout_error" in values:
+            readout[q] = float(values["readout_error"])
+            usable[q] = readout[q] < 0.5
+        if values.get("t1"):
+            inv_t1[q] = _DECOHERENCE_TIME_REF / float(values["t1"])
+        if values.get("t2"):
+            inv_t2[q] = _DECOHERENCE_TIME_REF / float(values["t2"])
     ro, it1, it2 = _fill_worst(readout), _fill_worst(inv_t1), _fill_worst(inv_t2)
     node = [
         (weights["readout"] * ro[q] + weights["t1"] * it1[q] + weights["t2"] * it2[q]) if usable[q] else None
@@ -399,7 +408,10 @@ def _chain_costs(
     return node, edges
 
 
-def select_chain(backend, length: int, *, weights: Mapping[str, float] | None = None) -> list[int]:
+def select_chain(
+    backend, length: int, *, weights: Mapping[str, float] | None = None,
+    only: Collection[int] | None = None, measured: Mapping[int, Mapping[str, float]] | None = None,
+) -> list[int]:
     """Best simple path of ``length`` physical qubits in the usable coupling graph.
 
     The cost of a path is the sum over its qubits of
@@ -414,6 +426,9 @@ def select_chain(backend, length: int, *, weights: Mapping[str, float] | None = 
         length: number of qubits in the chain (for a repetition code of distance d: 2d - 1).
         weights: override some of :data:`DEFAULT_CHAIN_WEIGHTS` (keys ``readout``,
             ``two_qubit``, ``t1``, ``t2``; non-negative).
+        only: choose among these physical qubits only (e.g. the qubits a probe measured).
+        measured: per qubit, values that replace the reported calibration (keys
+            ``readout_error``, ``t1``, ``t2`` in seconds), e.g. a probe job's estimates.
 
     Returns:
         Physical qubits in path order, oriented so the first is smaller than the last.
@@ -435,7 +450,10 @@ def select_chain(backend, length: int, *, weights: Mapping[str, float] | None = 
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"chain length must be an int >= 1, got {length!r}")
     target = usable_target(backend)
-    node, edges = _chain_costs(target, w)
+    node, edges = _chain_costs(target, w, measured)
+    if only is not None:
+        allowed = set(only)
+        node = [c if q in allowed else None for q, c in enumerate(node)]
     nodes = [q for q, c in enumerate(node) if c is not None]
     if length > len(nodes):
         raise ValueError(f"chain length {length} exceeds the {len(nodes)} usable qubits of the backend")

@@ -12,6 +12,11 @@ rule analyze:
                            category="Figures"),
         rounds_plot=report(f"{R}/analysis/detection_rounds.png", caption="../report/rounds_plot.rst",
                            category="Figures"),
+        sessions=report(f"{R}/analysis/sessions.csv", caption="../report/sessions.rst", category="Deployment study"),
+        session_stats=report(f"{R}/analysis/session_stats.csv", caption="../report/session_stats.rst",
+                             category="Deployment study"),
+        sessions_plot=report(f"{R}/analysis/sessions.png", caption="../report/sessions_plot.rst",
+                             category="Deployment study"),
     log:
         "logs/analysis/analyze.log",
     conda:

@@ -15,6 +15,7 @@ wildcard_constraints:
     exp="[A-Za-z][A-Za-z0-9_-]*",
     run="[A-Za-z0-9_]+",
     backend="[a-z][a-z0-9_]*",
+    session="[0-9]+",
 
 
 def get_spec(wildcards):
@@ -29,8 +30,25 @@ def get_isa_info(wildcards):
     return STUDY.isa_info_path(wildcards.exp, wildcards.run)
 
 
-def get_all_markers():
-    return STUDY.marker_paths()
+def get_submit_target(wildcards):
+    return STUDY.submit_target()
+
+
+def get_budget_flag(wildcards):
+    return STUDY.budget_flag(wildcards.exp, wildcards.run)
+
+
+def get_selection(wildcards):
+    return STUDY.selection_path(wildcards.exp, wildcards.run)
+
+
+def get_selection_inputs(wildcards):
+    # ancient: a selection, once made, is what the arms were laid out on; never redo it.
+    return {name: ancient(path) for name, path in STUDY.selection_inputs(wildcards.exp, int(wildcards.session)).items()}
+
+
+def get_preceding_marker(wildcards):
+    return STUDY.preceding_marker(wildcards.exp, wildcards.run)
 
 
 def get_pending_isa_infos(wildcards):

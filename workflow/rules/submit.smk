@@ -22,13 +22,16 @@ rule submit_job:
     """Submit one run exactly once and write its marker.
 
     ancient() and `rerun-triggers: mtime` (profiles/default) keep Snakemake from re-planning
-    a marker when code, params or upstream files change; the ledger catches everything else
+    a marker when code, params or upstream files change; only pending runs wait for the
+    budget check, so a new check never drags submitted runs back into the DAG; the ledger catches everything else
     (-F, --rerun-incomplete, a deleted .snakemake/) and rewrites the marker without submitting.
+    The arms of a deployment session go in their recorded random order (`after`).
     """
     input:
         isa=ancient(get_isa),
         info=ancient(get_isa_info),
-        budget=ancient(f"{R}/ledger/budget_checked.flag"),
+        budget=get_budget_flag,
+        after=ancient(get_preceding_marker),
     output:
         marker=f"{R}/submitted/{{exp}}/{{run}}.json",
     params:

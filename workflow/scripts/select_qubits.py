@@ -1,0 +1,3 @@
+from qpuflow.smk import select_qubits
+
+select_qubits(snakemake)  # noqa: F821 - injected by Snakemake
