@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-results lint report
+.PHONY: demo test setup clean-results lint report bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ report: $(STAMP)
 ## Set up and run the whole test suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+## Benchmarks with recorded results (bench/RESULTS.md); takes a while. `bench/run.py --quick` smoke-tests them.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -104,6 +104,7 @@ def test_kill_between_post_and_marker_is_adopted_by_tag(study, small_config, emu
     assert proc.returncode != 0
     first = [r for r in emu.requests("submit") if r["status"] == 200]
     assert len(first) == 1
+    snakemake(study, "--unlock", env=env)  # the kill took Snakemake (and its lock) down too
     snakemake(study, "submit", env=env)
     submits = [r for r in emu.requests("submit") if r["status"] == 200]
     assert len(submits) == 3, "the killed submission was adopted, not repeated"

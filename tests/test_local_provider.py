@@ -208,3 +208,20 @@ def test_drifted_backend_keeps_the_reported_calibration_apart():
     assert drifted.target.qubit_properties[7].t1 != static.target.qubit_properties[7].t1
     # The reported calibration (what transpilation and chain selection read) is untouched.
     assert static.target.qubit_properties[7].t1 == load_backend("fake_fez").target.qubit_properties[7].t1
+
+
+def test_tag_lookups_use_the_index_and_never_miss_a_job(tmp_path, isa_file):
+    import shutil
+
+    p = provider(tmp_path, queue_seconds=3600)
+    a = submit(p, isa_file, tags=("run-a", "study"))
+    b = submit(p, isa_file, tags=("run-b", "study"))
+    assert [j.job_id for j in p.find_by_tag("run-a")] == [a]
+    assert {j.job_id for j in p.jobs(tags=["study"])} == {a, b}
+    assert {j.job_id for j in p.jobs(tags=["study", "run-b"])} == {b}
+    # A store written before the index existed is indexed on first use, not missed.
+    shutil.rmtree(p.settings.store / "tags")
+    assert [j.job_id for j in LocalProvider(p.settings).find_by_tag("run-b")] == [b]
+    # An index entry whose record was never written (a submission killed in between) is no job.
+    p._tag_entry("run-c", "nosuchjob").touch()
+    assert p.find_by_tag("run-c") == []

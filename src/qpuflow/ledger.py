@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +24,31 @@ from typing import Any, Iterator
 from filelock import FileLock
 
 EVENTS = ("intent", "accepted", "submit_error", "duplicate")
+
+
+@dataclasses.dataclass
+class _Parsed:
+    """What this process has parsed of one ledger file."""
+
+    inode: int
+    offset: int = 0
+    lines: int = 0
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+_CACHE: dict[str, _Parsed] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _parse(line: str, path: Path, number: int) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        warnings.warn(f"{path}:{number}: skipping an unreadable ledger line (torn write?)")
+        return None
+    return record if isinstance(record, dict) and record.get("event") in EVENTS else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,21 +102,31 @@ class Ledger:
         return record
 
     def events(self) -> list[dict[str, Any]]:
-        """All readable events in order. Unreadable lines are skipped with a warning."""
+        """All readable events in order. Unreadable lines are skipped with a warning.
+
+        The file is append-only, so what was parsed before is kept (per process) and only the
+        lines added since are read: N submissions in one process cost O(N), not O(N^2).
+        """
         if not self.path.exists():
             return []
-        out = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                warnings.warn(f"{self.path}:{number}: skipping an unreadable ledger line (torn write?)")
-                continue
-            if isinstance(record, dict) and record.get("event") in EVENTS:
-                out.append(record)
-        return out
+        with _CACHE_LOCK:
+            stat = self.path.stat()
+            key = str(self.path.resolve())
+            cached = _CACHE.get(key)
+            if cached is None or cached.inode != stat.st_ino or cached.offset > stat.st_size:
+                cached = _CACHE[key] = _Parsed(inode=stat.st_ino)
+            if cached.offset < stat.st_size:
+                with open(self.path, "rb") as fh:
+                    fh.seek(cached.offset)
+                    chunk = fh.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]  # a torn last line waits for its newline
+                for line in complete.decode().splitlines():
+                    cached.lines += 1
+                    record = _parse(line, self.path, cached.lines)
+                    if record is not None:
+                        cached.events.append(record)
+                cached.offset += len(complete)
+            return list(cached.events)
 
     def history(self, run_key: str, events: list[dict[str, Any]] | None = None) -> RunHistory:
         """The intents, last accepted submission and errors recorded for ``run_key``."""

@@ -6,24 +6,54 @@ scripts are one line each.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 
 
-def _setup_logging(smk: Any, *, to_stderr: bool = True) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if to_stderr else []
+@contextlib.contextmanager
+def _job_logging(smk: Any) -> Iterator[None]:
+    """Send qpuflow's log lines to the job's log file and stderr for the length of one job.
+
+    Rules run inside Snakemake's own process (``run:`` with ``force-use-threads``, see
+    profiles/default), so the root logger, which is Snakemake's, is left alone: handlers go on
+    the ``qpuflow`` logger and come off again when the job ends.
+    """
+    logger = logging.getLogger("qpuflow")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(smk.log[0]))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # its pass timings drown our lines
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+STEPS = ("build_circuit", "transpile", "select_qubits", "submit", "budget_check", "collect", "analyze")
+
+
+def run_step(step: str, smk: Any) -> None:
+    """Run one rule's body. ``smk`` has the job's input, output, params, wildcards, log, config."""
+    if step not in STEPS:
+        raise ValueError(f"unknown workflow step {step!r}; expected one of {STEPS}")
+    with _job_logging(smk):
+        globals()[step](smk)
 
 
 def _spec(smk: Any) -> RunSpec:
@@ -33,14 +63,12 @@ def _spec(smk: Any) -> RunSpec:
 def build_circuit(smk: Any) -> None:
     from qpuflow.stages import build_circuit as build
 
-    _setup_logging(smk)
     build(_spec(smk), Path(smk.output.circuit))
 
 
 def transpile(smk: Any) -> None:
     from qpuflow.stages import transpile_run
 
-    _setup_logging(smk)
     selection = list(smk.input.selection)
     transpile_run(_spec(smk), Path(smk.input.circuit), Path(smk.output.isa), Path(smk.output.info),
                   config=smk.config, paths=Paths.from_config(smk.config),
@@ -50,7 +78,6 @@ def transpile(smk: Any) -> None:
 def select_qubits(smk: Any) -> None:
     from qpuflow.stages import select_session
 
-    _setup_logging(smk)
     inputs = {name: Path(getattr(smk.input, name)) for name in ("probe_marker", "probe_result")
               if hasattr(smk.input, name)}
     record = select_session(smk.wildcards.exp, int(smk.wildcards.session), Path(smk.output.selection),
@@ -64,7 +91,6 @@ def select_qubits(smk: Any) -> None:
 def submit(smk: Any) -> None:
     from qpuflow.submit import submit_run
 
-    _setup_logging(smk)
     submit_run(_spec(smk), isa_path=Path(smk.input.isa), isa_info_path=Path(smk.input.info),
                config=smk.config, paths=Paths.from_config(smk.config))
 
@@ -75,7 +101,6 @@ def budget_check(smk: Any) -> None:
     from qpuflow.schedule import now
     from qpuflow.submit import check_pending_budget
 
-    _setup_logging(smk)
     paths = Paths.from_config(smk.config)
     specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
     log = logging.getLogger("qpuflow.budget")
@@ -96,7 +121,6 @@ def collect(smk: Any) -> None:
     from qpuflow.pipeline import collect as collect_all
     from qpuflow.summary import print_status, print_summary, summary_table
 
-    _setup_logging(smk, to_stderr=True)
     paths = Paths.from_config(smk.config)
     rows = collect_all(smk.config, paths)
     console = Console(record=True)  # printed for the user, and kept in the rule's log
@@ -117,7 +141,6 @@ def analyze(smk: Any) -> None:
                                   print_decoded_summary, print_session_summary, write_tables)
     from qpuflow.paired import plot_paired
 
-    _setup_logging(smk)
     tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config))
     write_tables(tables, {name: Path(getattr(smk.output, name)) for name in TABLES})
     plot_error_rates(tables["summary"], Path(smk.output.error_rates))

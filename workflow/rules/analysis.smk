@@ -19,7 +19,5 @@ rule analyze:
                              category="Deployment study"),
     log:
         "logs/analysis/analyze.log",
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/analyze.py"
+    run:
+        step("analyze", input, output, params, wildcards, log)

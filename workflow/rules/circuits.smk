@@ -6,7 +6,5 @@ rule circuit:
         spec=get_spec,
     log:
         "logs/circuits/{exp}/{run}.log",
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/build_circuit.py"
+    run:
+        step("build_circuit", input, output, params, wildcards, log)

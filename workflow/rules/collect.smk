@@ -9,7 +9,5 @@ rule collect:
     log:
         "logs/collect/collect.log",
     localrule: True
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/collect.py"
+    run:
+        step("collect", input, output, params, wildcards, log)

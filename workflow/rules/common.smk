@@ -18,6 +18,17 @@ wildcard_constraints:
     session="[0-9]+",
 
 
+def step(name, input, output, params, wildcards, log):
+    """A rule's body: one call into qpuflow.smk, run inside this process (profiles/default sets
+    force-use-threads), so a job costs milliseconds, not a Python start and seconds of imports."""
+    from types import SimpleNamespace
+
+    from qpuflow.smk import run_step
+
+    run_step(name, SimpleNamespace(input=input, output=output, params=params, wildcards=wildcards,
+                                   log=log, config=config))
+
+
 def get_spec(wildcards):
     return STUDY.spec(wildcards.exp, wildcards.run).to_json()
 

@@ -1,10 +1,25 @@
+rule pending_transpiled:
+    """All pending runs transpiled: one file listing them, so that budget_check has one input.
+
+    (Snakemake checks each consumer of a job's output against that job's whole input list: N
+    submit jobs on a budget_check with N inputs made planning O(N^2); see bench/RESULTS.md.)
+    """
+    input:
+        get_pending_isa_infos,
+    output:
+        temp(f"{R}/ledger/pending_transpiled.txt"),
+    localrule: True
+    run:
+        Path(output[0]).write_text("".join(f"{path}\n" for path in input))
+
+
 rule budget_check:
     """Refuse the whole batch before the first job is sent if the accounts cannot pay for it.
 
     temp(): the flag is gone after each run, so new pending runs are always checked again.
     """
     input:
-        get_pending_isa_infos,
+        f"{R}/ledger/pending_transpiled.txt",
     output:
         flag=temp(f"{R}/ledger/budget_checked.flag"),
     params:
@@ -12,10 +27,8 @@ rule budget_check:
     log:
         "logs/submit/budget_check.log",
     localrule: True
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/budget_check.py"
+    run:
+        step("budget_check", input, output, params, wildcards, log)
 
 
 rule submit_job:
@@ -40,7 +53,7 @@ rule submit_job:
         ibm_api=1,
     log:
         "logs/submit/{exp}/{run}.log",
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/submit_job.py"
+    # Talks to the provider with the user's account: never on a cluster node.
+    localrule: True
+    run:
+        step("submit", input, output, params, wildcards, log)

@@ -13,10 +13,8 @@ rule transpile:
         spec=get_spec,
     log:
         "logs/transpile/{backend}/{exp}/{run}.log",
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/transpile.py"
+    run:
+        step("transpile", input, output, params, wildcards, log)
 
 
 rule select_qubits:
@@ -33,7 +31,5 @@ rule select_qubits:
     log:
         "logs/selection/{exp}/session{session}.log",
     localrule: True
-    conda:
-        "../../envs/qpuflow.yaml"
-    script:
-        "../scripts/select_qubits.py"
+    run:
+        step("select_qubits", input, output, params, wildcards, log)

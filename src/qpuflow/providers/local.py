@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import secrets
 import shutil
@@ -97,9 +98,12 @@ class LocalProvider:
                max_execution_time: int) -> str:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         job_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
-        # The circuit is copied first and the record written last and atomically: a job
-        # exists (and can be found by tag) only once its record is complete.
+        # The circuit and the tag index entries come first and the record last, atomically: a
+        # job exists (and can be found by tag) only once its record is complete.
         shutil.copyfile(isa_path, self.jobs_dir / f"{job_id}.qpy")
+        self._ensure_tag_index()
+        for tag in tags:
+            self._tag_entry(tag, job_id).touch()
         now = time.time()
         write_json_atomic(self._record_path(job_id), {
             "job_id": job_id, "backend": backend, "shots": int(shots), "tags": list(tags),
@@ -135,10 +139,18 @@ class LocalProvider:
     def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
         if not self.jobs_dir.exists():
             return []
+        if tags:
+            # The tag index answers in time proportional to the matches, not the store: a
+            # submission looks its tag up, so a scan would make N submissions cost O(N^2).
+            self._ensure_tag_index()
+            ids = set.intersection(*({p.name for p in self._tag_dir(t).glob("*")} for t in tags))
+            paths = [self._record_path(i) for i in sorted(ids)]
+        else:
+            paths = [p for p in self.jobs_dir.glob("*.json") if not p.name.endswith(".result.json")]
         records = []
-        for path in self.jobs_dir.glob("*.json"):
-            if path.name.endswith(".result.json"):
-                continue
+        for path in paths:
+            if not path.exists():
+                continue  # indexed, but the submitting process died before writing the record
             record = read_json(path, "local job")
             if all(t in record["tags"] for t in tags):
                 records.append(record)
@@ -159,6 +171,34 @@ class LocalProvider:
         return JobOutput(info=info, registers=registers, completion_time=record["finished"] if record else None)
 
     # ------------------------------------------------------------------ internals
+
+    @property
+    def _tags_dir(self) -> Path:
+        return self.settings.store / "tags"
+
+    def _tag_dir(self, tag: str) -> Path:
+        # Tags are free text; a hash keeps them valid and bounded as folder names.
+        return self._tags_dir / hashlib.sha256(tag.encode()).hexdigest()[:32]
+
+    def _tag_entry(self, tag: str, job_id: str) -> Path:
+        folder = self._tag_dir(tag)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / job_id
+
+    def _ensure_tag_index(self) -> None:
+        """Index a store written before the tag index existed (once, under the store lock)."""
+        if (self._tags_dir / ".complete").exists():
+            return
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.locks_dir / "tag-index.lock")):
+            if (self._tags_dir / ".complete").exists():
+                return
+            self._tags_dir.mkdir(parents=True, exist_ok=True)
+            for path in self.jobs_dir.glob("*.json"):
+                if not path.name.endswith(".result.json"):
+                    for tag in read_json(path, "local job")["tags"]:
+                        self._tag_entry(tag, path.stem).touch()
+            (self._tags_dir / ".complete").touch()
 
     def _record_path(self, job_id: str) -> Path:
         return self.jobs_dir / f"{job_id}.json"

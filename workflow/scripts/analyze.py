@@ -1,3 +1,0 @@
-from qpuflow.smk import analyze
-
-analyze(snakemake)  # noqa: F821 - injected by Snakemake

@@ -1,3 +1,0 @@
-from qpuflow.smk import transpile
-
-transpile(snakemake)  # noqa: F821 - injected by Snakemake
