@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
 import numpy as np
 import pytest
-from qiskit.circuit import CircuitInstruction, ClassicalRegister, QuantumCircuit, QuantumRegister
-from qiskit.circuit.library import CXGate, HGate, XGate
+from qiskit.circuit import CircuitInstruction, ClassicalRegister, Clbit, Delay, Parameter, QuantumCircuit, QuantumRegister
+from qiskit.circuit.library import CXGate, CZGate, HGate, IGate, Measure, Reset, RZGate, SXGate, XGate
+from qiskit.providers import QubitProperties
+from qiskit.transpiler import InstructionProperties, Target
 from qiskit.quantum_info import Statevector
 
 from qpuflow.circuits import detection_events, memory_experiment, observable_flips
@@ -634,3 +637,294 @@ def test_sampling_uses_a_drifted_backend(fez, method):
     assert z_score(got, m, shots) < 5, (got, m, f[q])
     reported = fez.target["measure"][(q,)].error
     assert z_score(got, reported, shots) > 5, (got, reported, f[q])
+
+
+# --------------------------------------------------------------------------------------
+# golden translations: optimising stim_translation must not change a single character
+# --------------------------------------------------------------------------------------
+#
+# The SHA-256 digests below were recorded from the straightforward implementation of
+# stim_translation (one Python walk per instruction with isa.find_bit-free dict lookups,
+# qiskit 2.6.2, stim 1.16) before it was optimised. A digest covers the stim text, the
+# physical qubits, the clbit records (in insertion order) and the number of measurements.
+#
+# Inputs come in two kinds:
+# * "random" and "tiny": circuits built here from a fixed integer generator, independent of
+#   qpuflow.circuits and qpuflow.transpile, on FakeFez's calibration (including dead couplers
+#   with error 1.0 and noise scales that hit every clipping branch) and on a hand-made Target
+#   with a reset error, a missing error and missing T1/T2. Their ISA fingerprint must match
+#   (a mismatch means this file's generator changed, not the translation).
+# * "surface"/"repetition": memory experiments transpiled with qpuflow.transpile_isa. If the
+#   transpiler or circuit builder changes, the ISA circuit changes and its digests no longer
+#   apply: such a case is skipped (the reason names the fingerprint), never silently passed.
+
+# (noise_scale, idle_noise) variants translated for every golden circuit.
+GOLDEN_VARIANTS = ((0, False), (1, False), (2, False), (2.0, True), (0, True), (1.0, True), (1000.0, True))
+
+
+def _lcg(seed: int):
+    state = seed
+    while True:
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        yield state >> 33
+
+
+def _golden_random_isa(fez, n_instructions: int, seed: int) -> QuantumCircuit:
+    """Every instruction kind of the ISA, on FakeFez qubits 20-39 (three dead couplers)."""
+    rng = _lcg(seed)
+    pairs = sorted(q for q in fez.target["cz"] if 20 <= min(q) and max(q) < 40)
+    qubits = sorted({q for p in pairs for q in p})
+    qc = QuantumCircuit(QuantumRegister(fez.num_qubits, "q"), ClassicalRegister(8, "c"), ClassicalRegister(4, "m"))
+    qc.add_bits([Clbit()])  # a clbit in no register
+    qc.add_register(ClassicalRegister(name="alias", bits=[qc.clbits[3], qc.clbits[9]]))  # aliases c[3], m[1]
+    units = ("dt", "ns", "us", "s", "ms")
+    for _ in range(n_instructions):
+        kind = next(rng) % 100
+        q = qubits[next(rng) % len(qubits)]
+        if kind < 22:
+            qc.sx(q)
+        elif kind < 30:
+            qc.x(q)
+        elif kind < 33:
+            qc.id(q)
+        elif kind < 50:
+            k = int(next(rng) % 13) - 6
+            qc.rz(k * math.pi / 2 + (1e-12 if k == 5 else 0.0), q)
+        elif kind < 70:
+            a, b = pairs[next(rng) % len(pairs)]
+            qc.cz(a, b) if next(rng) % 2 else qc.cz(b, a)
+        elif kind < 72:
+            qc.cz(20, 39)  # not a coupler: no calibrated error
+        elif kind < 82:
+            qc.measure(q, qc.clbits[next(rng) % len(qc.clbits)])
+        elif kind < 87:
+            qc.reset(q)
+        elif kind < 92:
+            qc.barrier() if next(rng) % 2 else qc.barrier(q, qubits[0])
+        else:
+            unit = units[next(rng) % len(units)]
+            value = {"dt": next(rng) % 5000, "ns": 10.0 * (next(rng) % 500), "us": 0.5 * (next(rng) % 40),
+                     "s": 1e-7 * (next(rng) % 9), "ms": 1e-5 * (next(rng) % 9)}[unit]
+            qc.delay(value, 150 if next(rng) % 7 == 0 else q, unit=unit)  # qubit 150 only idles
+    return qc
+
+
+class _TinyBackend:
+    """Four qubits with a reset error, a gate without an error and qubits without T1/T2."""
+
+    name = "tiny"
+
+    def __init__(self):
+        target = Target(num_qubits=4, dt=1e-9, qubit_properties=[
+            QubitProperties(t1=100e-6, t2=80e-6), QubitProperties(t1=50e-6, t2=None),
+            QubitProperties(t1=None, t2=None), QubitProperties(t1=30e-6, t2=60e-6)])
+        one = {(q,): InstructionProperties(duration=3e-8, error=1e-3 * (q + 1)) for q in range(4)}
+        target.add_instruction(SXGate(), one)
+        target.add_instruction(XGate(), {**one, (2,): InstructionProperties(duration=3e-8, error=None)})
+        target.add_instruction(IGate(), {(q,): InstructionProperties(duration=3e-8) for q in range(4)})
+        target.add_instruction(RZGate(Parameter("t")), {(q,): InstructionProperties(duration=0, error=0) for q in range(4)})
+        target.add_instruction(CZGate(), {(0, 1): InstructionProperties(duration=8e-8, error=0.02),
+                                          (1, 2): InstructionProperties(duration=8e-8, error=0.6),
+                                          (2, 3): None})
+        target.add_instruction(Measure(), {(q,): InstructionProperties(duration=1e-6, error=0.01 * (q + 1)) for q in range(4)})
+        target.add_instruction(Reset(), {(q,): InstructionProperties(duration=1e-6, error=0.005) for q in (0, 1, 3)})
+        target.add_instruction(Delay(Parameter("d")), {(q,): None for q in range(4)})
+        self.target = target
+
+
+def _golden_tiny_isa() -> QuantumCircuit:
+    qc = QuantumCircuit(QuantumRegister(4, "q"), ClassicalRegister(4, "c"))
+    for layer in range(3):
+        qc.reset([0, 1, 2, 3])
+        qc.sx([0, 1, 2, 3])
+        qc.x([1, 2])
+        qc.id([0, 3])
+        qc.rz(-math.pi / 2 * (layer + 1), [0, 2])
+        qc.cz(0, 1), qc.cz(2, 1), qc.cz(1, 2), qc.cz(2, 3), qc.cz(3, 0)
+        qc.delay(150 * (layer + 1), [0, 1, 2, 3])
+        qc.delay(2.5, 3, unit="us")
+        qc.barrier()
+        qc.measure([0, 1, 2, 3], [3, 2, 1, 0])
+    return qc
+
+
+def _golden_memory_isa(fez, kind: str, distance: int, rounds: int, state: str, seed: int) -> QuantumCircuit:
+    qc, _ = memory_experiment(kind, distance=distance, rounds=rounds, logical_state=state)
+    return transpile_isa(qc, fez, seed=seed)
+
+
+# name -> (builder(fez), uses the tiny backend, built by qpuflow's transpiler)
+GOLDEN_CIRCUITS = {
+    "random_a": (lambda fez: _golden_random_isa(fez, 1500, 1), False, False),
+    "random_b": (lambda fez: _golden_random_isa(fez, 400, 2), False, False),
+    "tiny": (lambda fez: _golden_tiny_isa(), True, False),
+    "surface_d3_state1_seed5": (lambda fez: _golden_memory_isa(fez, "surface_code", 3, 3, "1", 5), False, True),
+    "surface_d3_bench": (lambda fez: _golden_memory_isa(fez, "surface_code", 3, 3, "0", 1234), False, True),
+    "surface_d5_bench": (lambda fez: _golden_memory_isa(fez, "surface_code", 5, 3, "0", 1234), False, True),
+    "repetition_d5": (lambda fez: _golden_memory_isa(fez, "repetition_code", 5, 2, "1", 7), False, True),
+}
+
+# Recorded from the unoptimised stim_translation: circuit -> ISA fingerprint.
+GOLDEN_ISA = {
+    "random_a": "f06dc7f4243cbab06d6488cfaa6106570cae490c3342ca97c4117b3551c0edf9",
+    "random_b": "5818f6c9660976fdddf4f6ae36066d6b1fcfc4fbb23ce2c811ebcf9e4048f355",
+    "repetition_d5": "bf8a12fc35da7a13d286faae82b726e683320f5f916b80aae79b3aec19983bd2",
+    "surface_d3_bench": "0529fdc1a4248754c2c5f2b6f1e235f84f4bbe61a92560c657a1add1101577f1",
+    "surface_d3_state1_seed5": "118b8755532a3704e70e3d89cd0c2cc24c09424824ab0666bbbf3edb15eebb54",
+    "surface_d5_bench": "b40da2fc62ddf532d3984bf81692352146c88e224ee1422ef2df3546b2863dbf",
+    "tiny": "d820aaf4c55e9dd8bb9843476a5595a3b436d40971ec687857875e6a01f411c9",
+}
+# Recorded from the unoptimised stim_translation: circuit -> {"scale/idle": digest}.
+GOLDEN_TRANSLATIONS = {
+    "random_a": {
+        "0/False": "81928319cea98c6b9acc7d9363616ba664efdfb372dea2933aa2da5c688f58ef",
+        "1/False": "801931c8f7d85084620d2c7990cbe9c9bd7406075c595ace26a7436fe1fdb66b",
+        "2/False": "b8b429d02ceb7168e1403ebc6c0905ea632d8b333b0f8208f55e200da7fc844c",
+        "2.0/True": "9f8ec2536bafddb8ab15eb500b89789896c10e621fbf61e744d398b10b7041e4",
+        "0/True": "81928319cea98c6b9acc7d9363616ba664efdfb372dea2933aa2da5c688f58ef",
+        "1.0/True": "8a8bb066b8c6570d97552d43e8acb6a9cee0bce7811138b08e79d5ee4ef588ec",
+        "1000.0/True": "8e553796910f1ae649d3e61048c9514d65873d483bca471d9b7febae1de03adf",
+    },
+    "random_b": {
+        "0/False": "18787a204a7b1c6339522364bcd41fd4b434950dc50c21cf3ae32be604f4037f",
+        "1/False": "2ef756c53c8a66702d75f012bae8b59a078ddbacac44e90f0672921e8847b17a",
+        "2/False": "789a1d5da17cb0d69e7056e626b925f97db021b800f4ce34042d616d7ce7fe8d",
+        "2.0/True": "3385916a7f85dbe45a59123f3df6315affa277e1da6258da8088694a702d2531",
+        "0/True": "18787a204a7b1c6339522364bcd41fd4b434950dc50c21cf3ae32be604f4037f",
+        "1.0/True": "5e8de3d274c3f8325e2adc4421ef5e08f9fcb25144df3814c37568efff108083",
+        "1000.0/True": "bc0404b993affa8a6d29f65f56d629fc5a23f75722c4be517b6b8abc690020f8",
+    },
+    "repetition_d5": {
+        "0/False": "e4ac416c1ee718b66f70a52a4095a69ba344ebceccc1dcc715957dc0aaca3dbb",
+        "1/False": "33bf19e7b745c64967fa9b14ce8f5551dbdfd2fe413029af91965721fe4d78da",
+        "2/False": "cf7603d9ba2bb8e97e1602a353505404d3ee57f5f0a61ea1cd2b3876ff0f55b0",
+        "2.0/True": "2e37b2aeb24913e62a0e64f479d8e183b02d283aaf526c8f1bc186537db0d7e9",
+        "0/True": "e4ac416c1ee718b66f70a52a4095a69ba344ebceccc1dcc715957dc0aaca3dbb",
+        "1.0/True": "56f596df068e6c071c2c3d45c72c18afc00d1f3460bc313f3c8bbf914e0459a2",
+        "1000.0/True": "b1a68c0f3d913e81bfd878c79e61fe5fc47eeebd52ab43a224fbf9377844fa97",
+    },
+    "surface_d3_bench": {
+        "0/False": "0c2e3aac412dbf60ac83ac03404dbbf21aa9e4f7d0ba952d2665a431340b1acd",
+        "1/False": "2d1319e39337a1c46164e9d617f5c746fb0e52575eb238681e91f8bc49559585",
+        "2/False": "ab8ded41840b47e752ac8fc7013015dec9bbd63cb9c2cf8a1bb92094b9a8b94a",
+        "2.0/True": "2a88fd0e4c9bc6fbfb49d1538b0047dac3e1b759e6464d91391f4f22a028b3af",
+        "0/True": "0c2e3aac412dbf60ac83ac03404dbbf21aa9e4f7d0ba952d2665a431340b1acd",
+        "1.0/True": "185e70a57c6bf18861e07bd9a4f0533310e012ee820bc1ee9869d7d850b7e219",
+        "1000.0/True": "48b87fe73aa02be5dac54ad8eed0af0fe7565ad138eaffe6216b3bcdcc6affe9",
+    },
+    "surface_d3_state1_seed5": {
+        "0/False": "e21eabdf4980b847c85fa8f5db9a59165d768270c3c9dfe5a8b2002327f73f7e",
+        "1/False": "ee550a1c6a935d4ef1fc115e11840141d9bb9b8923872726899dbac04355f464",
+        "2/False": "57d8110bff4c34173b067bf0e337649725777767f83d7f06ccbe654bfbcc2707",
+        "2.0/True": "0df4c39136422a226fb99045351ef2b00f453d54bab0aba604c2a4314a354883",
+        "0/True": "e21eabdf4980b847c85fa8f5db9a59165d768270c3c9dfe5a8b2002327f73f7e",
+        "1.0/True": "016b399506b3716524efacaadeed0d9ec8201422b27b3dbfa4c25245f06f03c8",
+        "1000.0/True": "deb0c0fd9cdc63ff731b904e0861b41077fe5c8914d3baa7daa3ffb0cb116697",
+    },
+    "surface_d5_bench": {
+        "0/False": "7564059b0a2ada251c81cf33f25233f3a134abb4ed04779935a58bb3cb451d5d",
+        "1/False": "1deaacd72a4e8a1b6e47205cc65c6a38d6745468cccdc6cf20cd61f55c605d6c",
+        "2/False": "9fd17a56c1b67ac1e4bf0437310e16e9a243d60a956f5dd86a4e1c8e5fb99ea8",
+        "2.0/True": "5a541e5fcfa807f65bf7ffcdecd9393bd422292605c25678b55523478c6b0108",
+        "0/True": "7564059b0a2ada251c81cf33f25233f3a134abb4ed04779935a58bb3cb451d5d",
+        "1.0/True": "3024e12e1a23063dfd6a5e0765cba89972596976283d0556248c2f026e08b925",
+        "1000.0/True": "dbb08e6c0bbf961a8088f3cbb0381d3fe75f473341efc3c1df1e7354723dc58d",
+    },
+    "tiny": {
+        "0/False": "1c168eb60b28474318836edc218ad3be9d90a39c989c02d8785e650dc3a108bb",
+        "1/False": "5e0ef89f2f29d76a61eaefb55d22253f4cca9d14251089b9df149c2ad698fc32",
+        "2/False": "368d3e323e9581854e61de6d45b16aca33ff90c0d484d894bf27341df8a578d9",
+        "2.0/True": "e14b2b6d2f450819a123185c372aaaf690346198a34863c6fabc851c31f8b5a1",
+        "0/True": "1c168eb60b28474318836edc218ad3be9d90a39c989c02d8785e650dc3a108bb",
+        "1.0/True": "2ed998944cb60f7f97207554428de526bb4f79b5b784dac9e3eee181328eb431",
+        "1000.0/True": "cfea8c98cfd8ee4a6fa6caa0bc7fdb8d7fa73df4400422cd58102429eaeea7ae",
+    },
+}
+
+
+def _isa_fingerprint(isa: QuantumCircuit) -> str:
+    qidx = {q: i for i, q in enumerate(isa.qubits)}
+    cidx = {c: i for i, c in enumerate(isa.clbits)}
+    h = hashlib.sha256(repr([(r.name, [cidx[c] for c in r]) for r in isa.cregs]).encode())
+    for inst in isa.data:
+        op = inst.operation
+        h.update(repr((op.name, [qidx[q] for q in inst.qubits], [cidx[c] for c in inst.clbits],
+                       [float(p) for p in op.params], getattr(op, "unit", None))).encode())
+    return h.hexdigest()
+
+
+def _translation_digest(tr) -> str:
+    blob = "\n".join([tr.text, repr(tr.physical_qubits), repr(list(tr.clbit_records.items())),
+                      repr(tr.num_measurements)])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _golden_digests(isa: QuantumCircuit, backend) -> dict[str, str]:
+    return {f"{scale!r}/{idle}": _translation_digest(stim_translation(isa, backend, noise_scale=scale, idle_noise=idle))
+            for scale, idle in GOLDEN_VARIANTS}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CIRCUITS))
+def test_translation_matches_golden_digests(fez, name):
+    """The stim program, qubits and records are exactly those of the reference implementation."""
+    build, tiny, transpiled = GOLDEN_CIRCUITS[name]
+    isa = build(fez)
+    backend = _TinyBackend() if tiny else fez
+    fingerprint = _isa_fingerprint(isa)
+    if fingerprint != GOLDEN_ISA[name]:
+        message = (f"the ISA input {name!r} changed (fingerprint {fingerprint}, recorded {GOLDEN_ISA[name]}), "
+                   "so its golden digests do not apply")
+        if transpiled:
+            pytest.skip(message + ": qpuflow.circuits/transpile changed; re-record with an unchanged translation")
+        pytest.fail(message + ": the generator in this file changed")
+    assert _golden_digests(isa, backend) == GOLDEN_TRANSLATIONS[name]
+    # No backend is needed without noise, and the program is the same.
+    assert _translation_digest(stim_translation(isa, None, noise_scale=0)) == GOLDEN_TRANSLATIONS[name]["0/False"]
+
+
+def _non_clifford_isa(fez, bad: str) -> QuantumCircuit:
+    a, b = usable_pair(fez)
+    qc = wide(fez, 1)
+    qc.sx(a), qc.rz(math.pi, a), qc.cz(a, b), qc.rz(math.pi / 2 + 1e-12, b)
+    if bad == "h":
+        qc.h(b)
+    elif bad == "angle":
+        qc.rz(math.pi / 2 + 2e-9, b)  # just outside check_clifford_isa's 1e-9
+    elif bad == "unbound":
+        qc.rz(Parameter("t"), b)
+    elif bad == "cx":
+        qc.cx(a, b)
+    if bad != "none":
+        qc.rz(0.7, a)  # a later offence: the first one is the one reported
+    qc.measure(a, 0)
+    return qc
+
+
+@pytest.mark.parametrize("bad", ["h", "angle", "unbound", "cx"])
+def test_translation_rejects_exactly_like_check_clifford_isa(fez, bad):
+    """The check done while walking raises check_clifford_isa's own error, before any scheduling."""
+    from qpuflow.transpile import NonCliffordError, check_clifford_isa
+
+    qc = _non_clifford_isa(fez, bad)
+    with pytest.raises(NonCliffordError) as expected:
+        check_clifford_isa(qc)
+    for backend, kwargs in ((None, {"noise_scale": 0}), (fez, {}), (fez, {"idle_noise": True})):
+        with pytest.raises(NonCliffordError) as got:
+            stim_translation(qc, backend, **kwargs)
+        assert str(got.value) == str(expected.value)
+    # A backend is still demanded before the circuit is looked at.
+    with pytest.raises(ValueError, match="backend is needed"):
+        stim_translation(qc, None, noise_scale=0, idle_noise=True)
+
+
+def test_auto_method_falls_back_to_aer_without_a_separate_check(fez):
+    qc = _non_clifford_isa(fez, "angle")
+    bits = sample_isa(qc, fez, shots=64, seed=1, noise_scale=0)["c"]
+    assert bits.shape == (64, 1)
+    # Idle noise without a backend: a non-Clifford circuit still goes to noiseless Aer
+    # (which ignores idle noise), a Clifford one is refused by stim_translation.
+    assert sample_isa(qc, None, shots=64, seed=1, noise_scale=0, idle_noise=True)["c"].shape == (64, 1)
+    with pytest.raises(ValueError, match="backend is needed"):
+        sample_isa(_non_clifford_isa(fez, "none"), None, shots=64, seed=1, noise_scale=0, idle_noise=True)
+    with pytest.raises(ValueError, match="backend is needed"):
+        sample_isa(qc, None, shots=64, seed=1)

@@ -52,7 +52,13 @@ from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
 from qpuflow.circuits import MeasurementMap, detection_events, records_from_registers
-from qpuflow.transpile import NonCliffordError, TargetBackend, active_qubits, check_clifford_isa
+from qpuflow.transpile import (
+    CLIFFORD_ISA_GATES,
+    NonCliffordError,
+    TargetBackend,
+    active_qubits,
+    check_clifford_isa,
+)
 
 __all__ = [
     "sample_isa",
@@ -142,9 +148,8 @@ def _idle_channel(t: float, t1: float | None, t2: float | None) -> tuple[float, 
     return px, py, pz
 
 
-def _delay_seconds(op, dt: float | None) -> float:
-    unit = getattr(op, "unit", "dt")
-    value = float(op.params[0])
+def _delay_seconds(value, unit: str, dt: float | None) -> float:
+    value = float(value)
     scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
     if unit == "dt":
         if not dt:
@@ -159,6 +164,72 @@ def _schedule(isa: QuantumCircuit, target: Target) -> QuantumCircuit:
     # Idle noise only exists where the circuit says the qubit waits, i.e. on delays; an
     # unscheduled ISA circuit has none, so schedule it ALAP (as IBM's runtime would run it).
     return PassManager([ALAPScheduleAnalysis(target=target), PadDelay(target=target)]).run(isa)
+
+
+# What stim_translation writes for each instruction is decided once per distinct key
+# (instruction name, circuit qubit indices and, for rz, the multiple of pi/2): a d=3 surface
+# code has 1310 instructions but only 103 distinct keys (d=5: 5497 and 325).
+_HALF_PI = math.pi / 2
+_RZ_GATE = ("", "S", "Z", "S_DAG")
+_TICK = ("barrier",)
+_NO_QUBITS_USED = frozenset({"barrier", "delay"})
+
+
+def _walk(isa: QuantumCircuit, keep_delays: bool) -> tuple[list[tuple], list, bool]:
+    """One pass over the ISA circuit, checking it as :func:`check_clifford_isa` does.
+
+    Returns ``(keys, measured, has_delay)``: a hashable key per instruction in order
+    (``("barrier",)``, ``(name, qubits)``, ``("rz", qubits, k)`` with ``k`` in 0..3, or
+    ``("delay", qubits, unit, duration)``; qubits are circuit indices; delays only with
+    ``keep_delays``), the clbit of each measurement in order, and whether there is a delay.
+
+    The inline check accepts exactly what :func:`check_clifford_isa` accepts (the same
+    names and the same rz test, without an ``isa.find_bit`` per instruction); on anything
+    else it runs :func:`check_clifford_isa` on the whole circuit, which raises the error
+    for the first offending instruction.
+    """
+    qidx = {q: i for i, q in enumerate(isa.qubits)}
+    qcache: dict = {}  # inst.qubits (one tuple object per instruction) -> circuit indices
+    qcache_get = qcache.get
+    plain = CLIFFORD_ISA_GATES.intersection(("sx", "x", "id", "cz", "reset"))
+    allowed = CLIFFORD_ISA_GATES
+    keys: list[tuple] = []
+    append = keys.append
+    measured: list = []
+    has_delay = False
+    for inst in isa.data:
+        name = inst.name
+        qs = inst.qubits
+        qubits = qcache_get(qs)
+        if qubits is None:
+            qubits = qcache[qs] = tuple([qidx[q] for q in qs])
+        if name in plain:
+            append((name, qubits))
+        elif name == "rz" and "rz" in allowed:
+            try:
+                angle = float(inst.params[0])
+                k = round(angle / _HALF_PI)
+                ok = abs(angle - k * _HALF_PI) <= 1e-9
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
+                check_clifford_isa(isa)  # raises for this instruction or an earlier one
+                k = round(float(inst.params[0]) / _HALF_PI)
+            append(("rz", qubits, k % 4))
+        elif name == "measure" and name in allowed:
+            append(("measure", qubits))
+            measured.append(inst.clbits[0])
+        elif name == "barrier" and name in allowed:
+            append(_TICK)
+        elif name == "delay" and name in allowed:
+            has_delay = True
+            if keep_delays:
+                op = inst.operation
+                append(("delay", qubits, getattr(op, "unit", "dt"), op.params[0]))
+        else:
+            check_clifford_isa(isa)  # raises, naming the first instruction outside the ISA
+            raise NonCliffordError(f"instruction {name} has no stim translation")
+    return keys, measured, has_delay
 
 
 def stim_translation(
@@ -192,99 +263,101 @@ def stim_translation(
     Raises:
         NonCliffordError: the circuit is not a Clifford ISA circuit.
         ValueError: bad noise_scale, or noise requested without a backend.
+
+    >>> qc = QuantumCircuit(3, 1)
+    >>> _ = qc.sx(2), qc.rz(-math.pi / 2, 2), qc.cz(2, 0), qc.barrier(), qc.measure(0, 0)
+    >>> tr = stim_translation(qc, noise_scale=0)
+    >>> print(tr.text, end="")
+    SQRT_X 1
+    S_DAG 1
+    CZ 1 0
+    TICK
+    M 0
+    >>> tr.physical_qubits, dict(tr.clbit_records), tr.num_measurements
+    ((0, 2), {('c', 0): 0}, 1)
     """
     if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale >= 0):
         raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
     noisy = noise_scale > 0
     if (noisy or idle_noise) and backend is None:
         raise ValueError("a backend is needed for noise; pass one or use noise_scale=0")
-    check_clifford_isa(isa)
+    idle = idle_noise and noisy
+    keys, measured, has_delay = _walk(isa, idle)
     target = backend.target if backend is not None else None
-    if idle_noise and noisy and not any(i.operation.name == "delay" for i in isa.data):
+    if idle and not has_delay:
         isa = _schedule(isa, target)
+        keys, measured, _ = _walk(isa, idle)
     errors = _ErrorTable(target if noisy else None)
 
-    qidx = {q: i for i, q in enumerate(isa.qubits)}
+    # Each distinct key once, in order of first use (so an error is raised where the
+    # instruction-by-instruction walk would raise it first).
+    distinct = dict.fromkeys(keys)
     # Qubits that only ever see delays or barriers are not part of the experiment.
-    used = sorted(
-        {
-            qidx[q]
-            for inst in isa.data
-            if inst.operation.name not in ("barrier", "delay")
-            for q in inst.qubits
-        }
-    )
-    compact = {p: i for i, p in enumerate(used)}
+    used = sorted({p for key in distinct if key[0] not in _NO_QUBITS_USED for p in key[1]})
+    compact = {p: str(i) for i, p in enumerate(used)}
+
+    s1 = ONE_QUBIT_DEPOLARIZING_FACTOR * noise_scale
+    s2 = TWO_QUBIT_DEPOLARIZING_FACTOR * noise_scale
+    dt = target.dt if target is not None else None
+    for key in distinct:
+        name = key[0]
+        if name == "barrier":
+            distinct[key] = "TICK"
+            continue
+        phys = key[1]
+        if name == "delay":
+            p = phys[0]
+            line = ""
+            if p in compact:
+                t1, t2 = errors.relaxation(p)
+                px, py, pz = (
+                    _clip(v * noise_scale, 1.0) for v in _idle_channel(_delay_seconds(key[3], key[2], dt), t1, t2)
+                )
+                total = px + py + pz
+                if total > 1.0:
+                    px, py, pz = px / total, py / total, pz / total
+                if total > 0:
+                    line = f"PAULI_CHANNEL_1({px!r},{py!r},{pz!r}) {compact[p]}"
+            distinct[key] = line
+            continue
+        qs = " ".join([compact[p] for p in phys])
+        if name == "rz":
+            k = key[2]
+            line = f"{_RZ_GATE[k]} {qs}" if k else ""
+        elif name in ("sx", "x", "id"):
+            line = f"{'SQRT_X' if name == 'sx' else 'X'} {qs}" if name != "id" else ""
+            p = _clip(s1 * errors.error(name, phys), 0.75)
+            if p > 0:
+                line = f"{line}\nDEPOLARIZE1({p!r}) {qs}" if line else f"DEPOLARIZE1({p!r}) {qs}"
+        elif name == "cz":
+            line = f"CZ {qs}"
+            p = _clip(s2 * errors.error(name, phys), 15 / 16)
+            if p > 0:
+                line = f"{line}\nDEPOLARIZE2({p!r}) {qs}"
+        elif name == "measure":
+            p = _clip(noise_scale * errors.error(name, phys), 1.0)
+            line = f"M({p!r}) {qs}" if p > 0 else f"M {qs}"
+        else:  # reset
+            line = f"R {qs}"
+            p = _clip(noise_scale * errors.error(name, phys), 1.0)
+            if p > 0:
+                line = f"{line}\nX_ERROR({p!r}) {qs}"
+        distinct[key] = line
+
     clbit_name = {}
     for creg in isa.cregs:
         for b, cb in enumerate(creg):
             clbit_name.setdefault(cb, (creg.name, b))
-
-    s1 = ONE_QUBIT_DEPOLARIZING_FACTOR * noise_scale
-    s2 = TWO_QUBIT_DEPOLARIZING_FACTOR * noise_scale
-    rz_gate = {1: "S", 2: "Z", 3: "S_DAG"}
-    lines: list[str] = []
     clbit_records: dict[tuple[str, int], int] = {}
-    n_meas = 0
-    dt = target.dt if target is not None else None
-    for inst in isa.data:
-        op = inst.operation
-        name = op.name
-        phys = [qidx[q] for q in inst.qubits]
-        if name == "barrier":
-            lines.append("TICK")
-            continue
-        if name == "delay":
-            if not (idle_noise and noisy):
-                continue
-            p = phys[0]
-            if p not in compact:
-                continue
-            t1, t2 = errors.relaxation(p)
-            px, py, pz = (
-                _clip(v * noise_scale, 1.0) for v in _idle_channel(_delay_seconds(op, dt), t1, t2)
-            )
-            total = px + py + pz
-            if total > 1.0:
-                px, py, pz = px / total, py / total, pz / total
-            if total > 0:
-                lines.append(f"PAULI_CHANNEL_1({px!r},{py!r},{pz!r}) {compact[p]}")
-            continue
-        qs = " ".join(str(compact[p]) for p in phys)
-        if name == "rz":
-            k = round(float(op.params[0]) / (math.pi / 2)) % 4
-            if k:
-                lines.append(f"{rz_gate[k]} {qs}")
-        elif name in ("sx", "x", "id"):
-            if name != "id":
-                lines.append(f"{'SQRT_X' if name == 'sx' else 'X'} {qs}")
-            p = _clip(s1 * errors.error(name, tuple(phys)), 0.75)
-            if p > 0:
-                lines.append(f"DEPOLARIZE1({p!r}) {qs}")
-        elif name == "cz":
-            lines.append(f"CZ {qs}")
-            p = _clip(s2 * errors.error(name, tuple(phys)), 15 / 16)
-            if p > 0:
-                lines.append(f"DEPOLARIZE2({p!r}) {qs}")
-        elif name == "measure":
-            p = _clip(noise_scale * errors.error(name, tuple(phys)), 1.0)
-            lines.append(f"M({p!r}) {qs}" if p > 0 else f"M {qs}")
-            clbit = inst.clbits[0]
-            if clbit in clbit_name:
-                clbit_records[clbit_name[clbit]] = n_meas
-            n_meas += 1
-        elif name == "reset":
-            lines.append(f"R {qs}")
-            p = _clip(noise_scale * errors.error(name, tuple(phys)), 1.0)
-            if p > 0:
-                lines.append(f"X_ERROR({p!r}) {qs}")
-        else:  # pragma: no cover - check_clifford_isa admits nothing else
-            raise NonCliffordError(f"instruction {name} has no stim translation")
+    for n, clbit in enumerate(measured):
+        if clbit in clbit_name:
+            clbit_records[clbit_name[clbit]] = n
+    # Keys that write nothing (rz(0), a noiseless id, a noiseless delay) map to "".
     return StimTranslation(
-        text="\n".join(lines) + "\n",
+        text="\n".join(filter(None, map(distinct.__getitem__, keys))) + "\n",
         physical_qubits=tuple(used),
         clbit_records=clbit_records,
-        num_measurements=n_meas,
+        num_measurements=len(measured),
     )
 
 
@@ -682,11 +755,21 @@ def sample_isa(
     if method == "aer":
         return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
     if method == "auto":
+        # stim_translation checks the circuit while it walks it (a separate
+        # check_clifford_isa would cost as much as the translation); only idle noise without
+        # a backend is refused before the circuit is looked at, so check first there.
         try:
-            check_clifford_isa(isa)
+            if idle_noise and backend is None:
+                check_clifford_isa(isa)
+            tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
         except NonCliffordError:
-            return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
-    tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
+            try:
+                check_clifford_isa(isa)
+            except NonCliffordError:
+                return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
+            raise  # a Clifford ISA instruction stim_translation cannot write
+    else:
+        tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
     sampler = tr.circuit().compile_sampler(seed=seed)
     samples = sampler.sample(shots)
     return _registers_from_samples(isa, samples, tr.clbit_records)
