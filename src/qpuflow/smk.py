@@ -67,10 +67,14 @@ def build_circuit(smk: Any) -> None:
 
 
 def transpile(smk: Any) -> None:
-    from qpuflow.stages import transpile_run
+    from qpuflow.stages import build_circuit, transpile_run
 
+    spec = _spec(smk)
+    circuit = Path(smk.params.circuit)
+    if not circuit.exists():
+        build_circuit(spec, circuit)
     selection = list(smk.input.selection)
-    transpile_run(_spec(smk), Path(smk.input.circuit), Path(smk.output.isa), Path(smk.output.info),
+    transpile_run(spec, circuit, Path(smk.output.isa), Path(smk.output.info),
                   config=smk.config, paths=Paths.from_config(smk.config),
                   selection_path=Path(selection[0]) if selection else None)
 
@@ -91,7 +95,7 @@ def select_qubits(smk: Any) -> None:
 def submit(smk: Any) -> None:
     from qpuflow.submit import submit_run
 
-    submit_run(_spec(smk), isa_path=Path(smk.input.isa), isa_info_path=Path(smk.input.info),
+    submit_run(_spec(smk), isa_path=Path(smk.params.isa), isa_info_path=Path(smk.params.info),
                config=smk.config, paths=Paths.from_config(smk.config))
 
 

@@ -59,6 +59,9 @@ class Study:
                 f"{exp}/{run} is not a run of {self.source}; runs are: {', '.join(sorted(self.runs)[:8])} ..."
             ) from None
 
+    def circuit_path(self, exp: str, run: str) -> str:
+        return str(self._rel(self.paths.circuit(self.spec(exp, run))))
+
     def isa_path(self, exp: str, run: str) -> str:
         return str(self._rel(self.paths.isa(self.spec(exp, run))))
 

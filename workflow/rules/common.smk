@@ -33,6 +33,10 @@ def get_spec(wildcards):
     return STUDY.spec(wildcards.exp, wildcards.run).to_json()
 
 
+def get_circuit_path(wildcards):
+    return STUDY.circuit_path(wildcards.exp, wildcards.run)
+
+
 def get_isa(wildcards):
     return STUDY.isa_path(wildcards.exp, wildcards.run)
 

@@ -8,6 +8,8 @@ rule pending_transpiled:
         get_pending_isa_infos,
     output:
         temp(f"{R}/ledger/pending_transpiled.txt"),
+    log:
+        "logs/submit/pending_transpiled.log",
     localrule: True
     run:
         Path(output[0]).write_text("".join(f"{path}\n" for path in input))
@@ -34,21 +36,24 @@ rule budget_check:
 rule submit_job:
     """Submit one run exactly once and write its marker.
 
-    ancient() and `rerun-triggers: mtime` (profiles/default) keep Snakemake from re-planning
-    a marker when code, params or upstream files change; only pending runs wait for the
-    budget check, so a new check never drags submitted runs back into the DAG; the ledger catches everything else
+    `rerun-triggers: mtime` (profiles/default) and having no per-run input keep Snakemake from
+    re-planning a marker when code, params or upstream files change; only pending runs wait
+    for the budget check, so a new check never drags submitted runs back into the DAG; the ledger catches everything else
     (-F, --rerun-incomplete, a deleted .snakemake/) and rewrites the marker without submitting.
     The arms of a deployment session go in their recorded random order (`after`).
     """
     input:
-        isa=ancient(get_isa),
-        info=ancient(get_isa_info),
         budget=get_budget_flag,
         after=ancient(get_preceding_marker),
     output:
         marker=f"{R}/submitted/{{exp}}/{{run}}.json",
     params:
         spec=get_spec,
+        # Not inputs: the budget check already depends on every pending run's ISA files, and
+        # one input shared by all submit jobs keeps Snakemake's per-round stat of ready jobs'
+        # inputs O(1) instead of O(N).
+        isa=get_isa,
+        info=get_isa_info,
     resources:
         ibm_api=1,
     log:

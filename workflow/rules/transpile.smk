@@ -1,16 +1,19 @@
 rule transpile:
     """ISA circuit for the backend; layout, calibration snapshot and circuit hash beside it.
 
+    Builds the logical circuit (results/circuits/, rule circuit) first if it is not there: one
+    job per run instead of two, and no per-run input file for Snakemake's scheduler to stat
+    on every round (it does that for every ready job: O(N^2) at thousands of runs).
     A deployment arm is laid out on the chain its session's selection file chose.
     """
     input:
-        circuit=f"{R}/circuits/{{exp}}/{{run}}.qpy",
         selection=ancient(get_selection),
     output:
         isa=f"{R}/isa/{{backend}}/{{exp}}/{{run}}.qpy",
         info=f"{R}/isa/{{backend}}/{{exp}}/{{run}}.json",
     params:
         spec=get_spec,
+        circuit=get_circuit_path,
     log:
         "logs/transpile/{backend}/{exp}/{run}.log",
     run:
