@@ -225,3 +225,16 @@ def test_tag_lookups_use_the_index_and_never_miss_a_job(tmp_path, isa_file):
     # An index entry whose record was never written (a submission killed in between) is no job.
     p._tag_entry("run-c", "nosuchjob").touch()
     assert p.find_by_tag("run-c") == []
+
+
+def test_drift_follows_the_workflow_clock(tmp_path, isa_file, monkeypatch):
+    """A QPUFLOW_NOW rehearsal spans days in minutes; the drift period must follow that clock."""
+    from qpuflow.providers.local import drift_bucket
+
+    p = provider(tmp_path, drift_sigma=0.5, queue_seconds=3600)
+    monkeypatch.setenv("QPUFLOW_NOW", "2026-12-01T08:00:00Z")
+    first = json.loads((p.jobs_dir / f"{submit(p, isa_file)}.json").read_text())
+    monkeypatch.setenv("QPUFLOW_NOW", "2026-12-03T08:00:00Z")
+    second = json.loads((p.jobs_dir / f"{submit(p, isa_file)}.json").read_text())
+    assert second["drift_epoch"] - first["drift_epoch"] == 2 * 86400
+    assert drift_bucket(second["drift_epoch"], 24.0) == drift_bucket(first["drift_epoch"], 24.0) + 2

@@ -10,7 +10,8 @@ processes ever write one job. Simulation uses the noise of the fake backend's ca
 Drift (``provider.local.drift``: ``sigma``, ``period_hours``, ``seed``; off by default): a real
 device's calibration is hours old when a job runs. With ``sigma > 0`` a job is simulated with
 :func:`qpuflow.simulate.drifted_target` of the fake backend's calibration, for the time period
-``floor(created_epoch / (period_hours * 3600))`` it was submitted in: per qubit, T1/T2 and
+``floor(submission time / (period_hours * 3600))`` it was submitted in (by the workflow's clock,
+:func:`qpuflow.provenance.clock`, so ``QPUFLOW_NOW`` rehearsals drift too): per qubit, T1/T2 and
 errors off by a factor ``exp(sigma z)`` that changes from period to period. The calibration the
 backend *reports* (``load_backend(name).target``, what transpilation and a calibration-based
 qubit choice see) stays the static one; the drift is only visible in results, which is what a
@@ -34,6 +35,7 @@ from typing import Any, Sequence
 from filelock import FileLock
 
 from qpuflow.providers.base import JobInfo, JobOutput, JobState, ProviderError
+from qpuflow.provenance import clock
 from qpuflow.records import pack_bits, read_json, unpack_bits, write_json_atomic
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -112,6 +114,9 @@ class LocalProvider:
             "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
             "drift_sigma": self.settings.drift_sigma, "drift_period_hours": self.settings.drift_period_hours,
             "drift_seed": self.settings.drift_seed,
+            # The drift period follows the workflow's clock, so a rehearsal under QPUFLOW_NOW
+            # sees the device drift between its pretend sessions.
+            "drift_epoch": clock().timestamp(),
             "state": JobState.QUEUED.value, "error": None, "usage_seconds": None, "finished": None,
         })
         return job_id
@@ -313,7 +318,8 @@ def _simulate(record: dict[str, Any], qpy_path: Path):
         (isa,) = qpy.load(fh)
     # Records written before drift existed have no drift fields: no drift.
     sigma = float(record.get("drift_sigma", 0.0))
-    bucket = drift_bucket(record["created_epoch"], float(record.get("drift_period_hours", 24.0))) if sigma > 0 else 0
+    epoch = record.get("drift_epoch", record["created_epoch"])
+    bucket = drift_bucket(epoch, float(record.get("drift_period_hours", 24.0))) if sigma > 0 else 0
     backend = job_backend(record["backend"], sigma, int(record.get("drift_seed", 0)), bucket)
     # A seed from the job ID: reproducible per job, different between jobs.
     seed = zlib.crc32(record["job_id"].encode())
