@@ -16,10 +16,15 @@ from typing import Any, Callable, Iterable
 from qpuflow.provenance import clock, parse_time
 from qpuflow.records import CorruptRecordError, Result
 
-# Per-job fixed cost on the QPU (loading, calibration checks). IBM documents usage as
-# wall time the QPU is reserved for a job; a few seconds per job is typical for small jobs.
+# How a job is charged. IBM's "Workload usage" guide
+# (quantum.cloud.ibm.com/docs/guides/estimate-job-run-time): job-mode usage is the time the
+# QPU is locked to execute the job, including the overhead of preparing the QPU for it. The
+# "Dynamic repetition rate execution" guide: every shot of every circuit is followed by the
+# backend's rep_delay (backend.default_rep_delay; 250 us on Heron devices such as ibm_fez).
+# So usage ~ fixed per-job overhead + shots x circuits x (scheduled duration + rep_delay).
+# The per-job overhead is not published; 2 s is this project's assumption (small jobs on Open
+# Plan report a few seconds) and should be replaced by a fit to collected usage_seconds.
 JOB_OVERHEAD_SECONDS = 2.0
-# Default repetition delay between shots on Heron devices (backend.default_rep_delay).
 DEFAULT_REP_DELAY_SECONDS = 250e-6
 
 
