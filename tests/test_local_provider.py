@@ -238,3 +238,30 @@ def test_drift_follows_the_workflow_clock(tmp_path, isa_file, monkeypatch):
     second = json.loads((p.jobs_dir / f"{submit(p, isa_file)}.json").read_text())
     assert second["drift_epoch"] - first["drift_epoch"] == 2 * 86400
     assert drift_bucket(second["drift_epoch"], 24.0) == drift_bucket(first["drift_epoch"], 24.0) + 2
+
+
+def _run_now_and_report(store: str, job_id: str, barrier, out) -> None:
+    p = LocalProvider(LocalSettings(store=Path(store)))
+    barrier.wait()  # all at once, as array tasks on several nodes would
+    assert p.run_now(job_id) is JobState.DONE
+    out.put(json.loads((p.jobs_dir / f"{job_id}.json").read_text())["simulated_on"])
+
+
+def test_run_now_from_many_processes_simulates_a_job_once(tmp_path, isa_file):
+    """Cluster rehearsals: several hosts may ask for one job; the per-job lock lets one simulate."""
+    import multiprocessing
+
+    p = provider(tmp_path, queue_seconds=86400)  # would stay queued for a day
+    job = submit(p, isa_file)
+    assert p.statuses([job])[job].state is JobState.QUEUED
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_run_now_and_report, args=(str(p.settings.store), job, barrier, out))
+             for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    seen = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert len(set(seen)) == 1, f"simulated more than once: {seen}"
+    assert p.fetch(job).registers["b"].mean() > 0.9  # b is prepared in |1>; noise flips a few

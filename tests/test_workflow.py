@@ -250,3 +250,19 @@ def test_failed_job_is_resubmitted_only_when_configured_and_only_once(study: Pat
     accepted = [e for e in Ledger(study / "results" / "ledger" / "submissions.jsonl").events() if e["event"] == "accepted"]
     assert sorted(e["run_key"] for e in accepted) == ["dep/session000_calibration", "sc/L0_rep0", "sc/L0_rep1",
                                                      "sc/L0_rep1_a1"]
+
+
+def test_simulate_target_runs_queued_local_jobs_for_collect(study: Path, small_config: dict):
+    """Cluster rehearsals: jobs stay queued at submit; `snakemake simulate` samples them (any host)."""
+    small_config["provider"]["local"]["queue_seconds"] = 86400
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    assert all(j["state"] == "QUEUED" for j in provider_jobs(study))
+    snakemake(study, "simulate", "--cores", "2")
+    flags = sorted(p.stem for p in (study / "results/local_jobs/simulated").glob("*/*.done"))
+    assert flags == sorted(k.split("/")[1] for k in RUN_KEYS)
+    assert all(j["state"] == "DONE" for j in provider_jobs(study))
+    assert "Nothing to be done" in snakemake(study, "simulate").all
+    snakemake(study, "collect")
+    results = [json.loads(p.read_text()) for p in (study / "results/collected").glob("*/*.json")]
+    assert len(results) == 3 and {r["status"] for r in results} == {"completed"}

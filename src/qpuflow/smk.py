@@ -45,7 +45,8 @@ def _job_logging(smk: Any) -> Iterator[None]:
             handler.close()
 
 
-STEPS = ("build_circuit", "transpile", "select_qubits", "submit", "budget_check", "collect", "analyze")
+STEPS = ("build_circuit", "transpile", "select_qubits", "submit", "budget_check", "collect", "analyze",
+         "simulate_local")
 
 
 def run_step(step: str, smk: Any) -> None:
@@ -97,6 +98,21 @@ def submit(smk: Any) -> None:
 
     submit_run(_spec(smk), isa_path=Path(smk.params.isa), isa_info_path=Path(smk.params.info),
                config=smk.config, paths=Paths.from_config(smk.config))
+
+
+def simulate_local(smk: Any) -> None:
+    """Simulate one submitted local job now, on whatever host runs this (cluster rehearsals)."""
+    from qpuflow.providers.local import LocalProvider, LocalSettings
+    from qpuflow.records import Marker
+
+    if smk.config["provider"]["name"] != "local":
+        raise ValueError("rule simulate_local only applies to provider: local (real jobs run on the service)")
+    paths = Paths.from_config(smk.config)
+    marker = Marker.read(Path(smk.input.marker))
+    state = LocalProvider(LocalSettings.from_config(smk.config, paths.local_store)).run_now(marker.job_id)
+    logging.getLogger("qpuflow.local").info("%s: job %s is %s", marker.run_key, marker.job_id, state.value)
+    Path(smk.output.flag).parent.mkdir(parents=True, exist_ok=True)
+    Path(smk.output.flag).write_text(f"{marker.job_id} {state.value}\n")
 
 
 def budget_check(smk: Any) -> None:

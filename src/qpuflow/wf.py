@@ -153,6 +153,11 @@ class Study:
             return []
         return [str(self._rel(self.paths.root / "ledger" / "budget_checked.flag"))]
 
+    def simulation_flags(self) -> list[str]:
+        """One flag per submitted run, for the `simulate` target (local rehearsals)."""
+        return [str(self._rel(self.paths.root / "local_jobs" / "simulated" / f"{self.paths.key_of_marker(p)}.done"))
+                for p in self.paths.marker_files()]
+
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
         return [str(self._rel(p)) for p in sorted((self.paths.root / "collected").glob("*/*.json"))]

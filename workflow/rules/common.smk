@@ -74,6 +74,10 @@ def get_pending_specs(wildcards):
     return [STUDY.runs[key].to_json() for key in STUDY.pending_runs()]
 
 
+def get_simulation_flags(wildcards):
+    return STUDY.simulation_flags()
+
+
 def get_collected_results(wildcards):
     return STUDY.collected_result_paths()
 
