@@ -82,3 +82,29 @@ def test_ibm_sampler_path_keeps_every_register_in_order(flagged_isa):
     for name, size in registers.items():
         majority = out[name].mean(axis=0) > 0.5
         assert (majority == expected_bits(size)).all(), f"register {name}: {out[name].mean(axis=0)}"
+
+
+def test_emulator_download_from_the_listing_keeps_every_register_in_order(flagged_isa, tmp_path, monkeypatch):
+    """collect fetches with the status it already polled (one request); same bits as the job path."""
+    from qpuflow.emulator import EmulatorHandle
+
+    path, registers = flagged_isa
+    with EmulatorHandle(tmp_path / "emu", queue_seconds=0, run_seconds=0) as emu:
+        for key, value in {**emu.client_env(), "EMU_TOKEN": "bit-order", "EMU_INSTANCE": "qpuflow-emulator",
+                           "EMU_URL": emu.api_url}.items():
+            monkeypatch.setenv(key, value)
+        provider = IBMProvider("env:EMU")
+        job = provider.submit(path, backend="ibm_fez", shots=400, tags=["qpuflow", "flag"], max_execution_time=60)
+        emu.wait_for(job)
+        known = provider.statuses([job])[job]
+        assert known.state.final and known.usage_seconds and known.finished
+        emu.clear_requests()
+        fast = provider.fetch(job, known=known)
+        kinds = [r["kind"] for r in emu.requests()]
+        assert kinds == ["results"], f"one request per download, not {kinds}"
+        slow = provider.fetch(job)
+    assert fast.completion_time == slow.completion_time and fast.info.usage_seconds == slow.info.usage_seconds
+    for name, size in registers.items():
+        assert (fast.registers[name] == slow.registers[name]).all()
+        majority = fast.registers[name].mean(axis=0) > 0.5
+        assert (majority == expected_bits(size)).all(), f"register {name}: {fast.registers[name].mean(axis=0)}"

@@ -621,3 +621,20 @@ def test_no_token_in_store_or_log(start, isa, tmp_path):
     leaking = [str(p) for p in files if needle in p.read_bytes()]
     assert leaking == []
     assert TOKEN not in log_text and "apikey" not in log_text
+
+
+def test_complete_job_now_runs_a_queued_job_and_leaves_the_others(start, isa):
+    handle = start(queue_seconds=3600, run_seconds=3600)
+    service = connect(handle)
+    backend = service.backend("ibm_fez")
+    jobs = [submit(backend, isa) for _ in range(3)]
+    done = handle.complete_job(jobs[0].job_id())
+    assert done["status"] == "Completed"
+    assert [j["status"] for j in handle.complete_jobs([jobs[1].job_id()])] == ["Completed"]
+    assert jobs[2].status() == "QUEUED", "only the jobs asked for run"
+    check_registers(jobs[0].result(), 200)
+    assert jobs[1].usage() > 0
+    with pytest.raises(EmulatorError, match="already final"):
+        handle.complete_job(jobs[0].job_id())
+    with pytest.raises(EmulatorError, match="no job"):
+        handle.complete_job("no-such-job")

@@ -65,7 +65,14 @@ def poll(markers: dict[str, Marker], *, factory: Callable[[str, str], Provider])
 
 def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider]) -> list[JobStatusRow]:
     """Status of each submitted run; jobs already collected are not asked about again."""
+    return poll_rows(paths, markers, factory)[0]
+
+
+def poll_rows(paths: Paths, markers: dict[str, Marker],
+              factory: Callable[[str, str], Provider]) -> tuple[list[JobStatusRow], dict[str, JobInfo]]:
+    """:func:`status_rows`, plus what the bulk poll said of each pending run's job."""
     rows: dict[str, JobStatusRow] = {}
+    infos: dict[str, JobInfo] = {}
     pending: dict[str, Marker] = {}
     for key, marker in markers.items():
         result_path = paths.result(key)
@@ -79,22 +86,27 @@ def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str
         if isinstance(info, str):
             rows[key] = JobStatusRow(key, markers[key].job_id, "?", collected=False, error=info)
         else:
+            infos[key] = info
             rows[key] = JobStatusRow(key, info.job_id, info.state.value, collected=False, error=info.error)
-    return [rows[k] for k in sorted(rows)]
+    return [rows[k] for k in sorted(rows)], infos
 
 
-def collect_result(marker: Marker, result_path: Path, provider: Provider) -> Result | None:
-    """Write the result of a final job once; return None (and write nothing) if not final."""
+def collect_result(marker: Marker, result_path: Path, provider: Provider,
+                   known: JobInfo | None = None) -> Result | None:
+    """Write the result of a final job once; return None (and write nothing) if not final.
+
+    ``known``: the job's status from the bulk poll, so it is not asked for again.
+    """
     if result_path.exists():
         return Result.read(result_path)  # raises naming the path if corrupt: never overwritten
-    info = provider.statuses([marker.job_id])[marker.job_id]
+    info = known if known is not None else provider.statuses([marker.job_id])[marker.job_id]
     if not info.state.final:
         log.info("%s: job %s is %s; nothing to collect yet", marker.run_key, marker.job_id, info.state.value)
         return None
     if info.state is JobState.UNKNOWN:
         output_registers, completion = None, None
     else:
-        output = provider.fetch(marker.job_id)
+        output = provider.fetch(marker.job_id, known=info)
         info, output_registers, completion = output.info, output.registers, output.completion_time
     result = Result(
         job_id=marker.job_id,

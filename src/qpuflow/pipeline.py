@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from qpuflow.collect import JobStatusRow, collect_result, provider_factory, read_markers, status_rows
+from qpuflow.collect import JobStatusRow, collect_result, poll_rows, provider_factory, read_markers
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.records import Marker
@@ -109,13 +109,14 @@ def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None 
 
     markers = read_markers(paths, keys)
     factory = provider_factory(config, paths)
-    rows = status_rows(paths, markers, factory)
+    rows, infos = poll_rows(paths, markers, factory)
     out = []
     for row in rows:
         if row.final and not row.collected:
             marker = markers[row.run_key]
             try:
-                result = collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account))
+                result = collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account),
+                                        known=infos.get(row.run_key))
             except ProviderError as exc:
                 log.warning("%s: job %s could not be downloaded (%s); will retry next time", row.run_key, row.job_id, exc)
                 row = dataclasses.replace(row, state="?", error=f"download failed: {exc}")

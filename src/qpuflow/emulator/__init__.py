@@ -128,6 +128,7 @@ submit list status results metrics logs cancel tags delete sessions``.
   ``expire_tokens=True`` (action, also ``handle.expire_tokens()``): every token issued so far
   is rejected with 401.
 * ``handle.fail_job(id, reason_code, reason)`` / ``handle.cancel_job(id)``: one pending job.
+* ``handle.complete_job(id)`` / ``handle.complete_jobs(ids)``: run pending jobs now (they end as the worker decides).
 * ``handle.configure(queue_seconds=, run_seconds=, max_page_size=)``: for later submissions.
 * ``handle.stop()``: server down (connection refused); ``handle.start()``: up again.
 * ``handle.requests(kind)`` / ``GET /__emulator/requests``: the request log (entries carry

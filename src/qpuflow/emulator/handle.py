@@ -330,6 +330,29 @@ class EmulatorHandle:
         """Make a pending job end Failed with this reason code and message."""
         return self._admin("POST", f"/jobs/{job_id}/fail", {"reason_code": reason_code, "reason": reason})
 
+    def complete_job(self, job_id: str, *, wait: bool = True, timeout: float = 60.0) -> dict[str, Any]:
+        """Make a pending job run now, whatever its queue and run times: the worker simulates it
+        on its next pass and it ends Completed with a result (or as a fault or its
+        max_execution_time decides). With ``wait`` return the job once final, else at once.
+        A job of an instance over its usage limit stays queued (as on the service)."""
+        job = self._admin("POST", f"/jobs/{job_id}/complete", {})
+        return self.wait_for(job_id, timeout=timeout) if wait else job
+
+    def complete_jobs(self, job_ids: list[str], *, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """:meth:`complete_job` for many jobs; waits (one listing per poll) until all are final."""
+        for job_id in job_ids:
+            self._admin("POST", f"/jobs/{job_id}/complete", {})
+        wanted = set(job_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            final = {j["id"]: j for j in self.jobs()
+                     if j["id"] in wanted and j["status"] in ("Completed", "Failed", "Cancelled")}
+            if len(final) == len(wanted):
+                return [final[j] for j in job_ids]
+            if time.monotonic() > deadline:
+                raise EmulatorError(f"{len(wanted) - len(final)} of {len(wanted)} job(s) not final after {timeout} s")
+            time.sleep(0.1)
+
     def wait_for(self, job_id: str, statuses: str | tuple[str, ...] = ("Completed", "Failed", "Cancelled"),
                  timeout: float = 60.0) -> dict[str, Any]:
         """Poll the admin view (not the logged API) until the job has one of ``statuses``."""

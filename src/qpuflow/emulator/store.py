@@ -289,6 +289,14 @@ class JobStore:
                              (now, job_id))
             return cur.rowcount == 1
 
+    def release(self, job_id: str) -> bool:
+        """Make a pending job due now: no queue time left, no run time (the worker finishes it
+        on its next pass). False if the job is unknown or already final."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE jobs SET queue_seconds = 0, run_seconds = 0 "
+                             "WHERE id = ? AND status IN ('Queued', 'Running')", (job_id,))
+            return cur.rowcount == 1
+
     def put_result(self, job_id: str, text: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO results (job_id, text) VALUES (?, ?)", (job_id, text))

@@ -42,6 +42,7 @@ class JobInfo:
     backend: str = ""
     error: str | None = None
     usage_seconds: float | None = None
+    finished: str | None = None  # completion time, when the status answer carries it
 
     def to_json(self) -> dict:
         return {**dataclasses.asdict(self), "state": self.state.value, "tags": list(self.tags)}
@@ -73,8 +74,9 @@ class Provider(Protocol):
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         """Status of many jobs in as few requests as the provider allows."""
 
-    def fetch(self, job_id: str) -> JobOutput:
-        """The outcome of a job in a final state."""
+    def fetch(self, job_id: str, known: JobInfo | None = None) -> JobOutput:
+        """The outcome of a job in a final state. ``known``: its final status, already polled
+        (a provider may then skip asking again)."""
 
     def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
         """Jobs the provider holds, newest first."""

@@ -166,7 +166,7 @@ class LocalProvider:
             records = records[:limit]
         return [self._info(r["job_id"]) for r in records]
 
-    def fetch(self, job_id: str) -> JobOutput:
+    def fetch(self, job_id: str, known: JobInfo | None = None) -> JobOutput:
         info = self._info(job_id)
         if not info.state.final:
             raise ProviderError(f"local job {job_id} is {info.state.value}, not final; nothing to fetch yet")
