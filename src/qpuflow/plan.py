@@ -190,6 +190,12 @@ def arm_order(experiment: str, session: int, arms: Sequence[str], seed: int) -> 
     return order
 
 
+def configured_arm_order(config: dict[str, Any], experiment: str, session: int) -> list[str]:
+    """:func:`arm_order` of a session of a configured deployment experiment."""
+    section = config["experiments"][experiment]
+    return arm_order(experiment, session, section["arms"], int(section.get("order_seed", 0)))
+
+
 def retry_of(spec: RunSpec) -> RunSpec:
     """The next attempt of a run: same circuit, new name and identity (so a new tag)."""
     base = spec.run if spec.attempt == 0 else spec.run.rsplit("_a", 1)[0]

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from qpuflow.paths import Paths
-from qpuflow.plan import RunSpec, arm_order
+from qpuflow.plan import RunSpec, configured_arm_order
 from qpuflow.provenance import parse_time
 from qpuflow.records import CorruptRecordError, Marker, Result
 from qpuflow.schedule import Schedule
@@ -90,7 +90,7 @@ def plan_submissions(runs: Mapping[str, RunSpec], config: dict[str, Any], paths:
                 if status != "completed":
                     notes.append(_waiting_note(name, session, probes[-1], status, job))
                     continue
-            order = arm_order(name, session, exp["arms"], int(exp.get("order_seed", 0)))
+            order = configured_arm_order(config, name, session)
             arms = sorted((p for p in session_parts if not p.is_probe), key=lambda p: (p.attempt, order.index(p.arm)))
             keys.extend(p.key for p in arms)
         if schedule is not None:

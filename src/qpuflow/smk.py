@@ -1,7 +1,7 @@
-"""The bodies of the Snakemake rules: each takes the ``snakemake`` object a script receives.
+"""The bodies of the Snakemake rules, run by :func:`run_step` from each rule's one-line ``run:``.
 
-Kept here (not in workflow/scripts) so that they are importable, typed and tested; the
-scripts are one line each.
+Each takes one job's input, output, params, wildcards, log and config (as Snakemake passes
+them). Kept here, not in the Snakefile, so that they are importable, typed and tested.
 """
 
 from __future__ import annotations

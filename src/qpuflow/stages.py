@@ -155,25 +155,24 @@ def select_session(experiment: str, session: int, out: Path, *, config: dict[str
     ``drift_aware``: the best chain among the probed qubits, with the probe's T1 and readout
     estimates in place of the reported ones (T2 and two-qubit errors stay reported).
     """
-    from qpuflow.plan import arm_order
+    from qpuflow.plan import configured_arm_order
     from qpuflow.probe import estimate, probe_registers
     from qpuflow.records import Marker, Result
     from qpuflow.transpile import calibration_snapshot, select_chain
 
     exp = config["experiments"][experiment]
-    spec = RunSpec.from_json({**_any_arm_spec(experiment, session, config)})
+    spec = _any_arm_spec(experiment, session, config)
     backend = current_backend(spec.backend, config)
     snapshot = calibration_snapshot(backend)
     record: dict[str, Any] = {
         "experiment": experiment, "session": session, "backend": spec.backend, "selected_time": utc_now(),
-        "order": arm_order(experiment, session, exp["arms"], int(exp.get("order_seed", 0))),
+        "order": configured_arm_order(config, experiment, session),
         "calibration_snapshot": str(save_calibration(snapshot, paths, spec.backend)),
         "properties_last_update": snapshot["properties_last_update"], "arms": {},
     }
     weights = _weights(spec, config)
     if "calibration" in exp["arms"]:
-        record["arms"]["calibration"] = {
-            "chain": select_chain(backend, spec.chain_length, weights=weights), "source": "reported calibration"}
+        record["arms"]["calibration"] = {"chain": default_layout(spec, backend, config), "source": "reported calibration"}
     if "drift_aware" in exp["arms"]:
         if probe_marker is None or probe_result is None:
             raise ValueError(f"{experiment} session {session}: the drift-aware arm needs a collected probe")
@@ -221,12 +220,12 @@ def _weights(spec: RunSpec, config: dict[str, Any]) -> dict[str, float] | None:
     return config["experiments"][spec.experiment].get("selection_weights")
 
 
-def _any_arm_spec(experiment: str, session: int, config: dict[str, Any]) -> dict[str, Any]:
+def _any_arm_spec(experiment: str, session: int, config: dict[str, Any]) -> RunSpec:
     from qpuflow.plan import plan_runs
 
     for spec in plan_runs({**config, "experiments": {experiment: config["experiments"][experiment]}}):
         if spec.session == session and not spec.is_probe:
-            return spec.to_json()
+            return spec
     raise ValueError(f"{experiment} has no session {session}")
 
 

@@ -116,13 +116,12 @@ class Study:
 
     def preceding_marker(self, exp: str, run: str) -> list[str]:
         """The marker of the arm submitted just before this one in its session's random order."""
-        from qpuflow.plan import arm_order, session_run
+        from qpuflow.plan import configured_arm_order, session_run
 
         spec = self.spec(exp, run)
         if spec.arm is None or spec.attempt:
             return []
-        section = self.config["experiments"][spec.experiment]
-        order = arm_order(spec.experiment, spec.session, section["arms"], int(section.get("order_seed", 0)))
+        order = configured_arm_order(self.config, spec.experiment, spec.session)
         position = order.index(spec.arm)
         if position == 0:
             return []
