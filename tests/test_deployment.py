@@ -15,18 +15,16 @@ import pandas as pd
 import pytest
 
 from qpuflow.transpile import physical_layout
-from tests.conftest import provider_jobs, snakemake, write_config
+from tests.conftest import SMALL_CONFIG, provider_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 H = timedelta(hours=1)
 
+# The small study's provider, account and transpiler settings, with a scheduled campaign.
 CAMPAIGN = {
-    "provider": {"name": "local", "backend": "fake_fez", "max_execution_time": 120,
-                 "local": {"queue_seconds": 0, "run_seconds": 0}},
-    "accounts": [{"name": "local", "budget_seconds": 600}],
-    "transpile": {"optimization_level": 1, "seed": 7},
+    **{key: value for key, value in SMALL_CONFIG.items() if key != "experiments"},
     "experiments": {
         "dep": {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": 3, "shots": 400,
                 "arms": ["calibration", "drift_aware"], "order_seed": 3,
