@@ -492,10 +492,15 @@ def test_expired_token_401_and_proactive_refresh(start, isa):
     # Tokens the client knows are expiring are refreshed before the request (10 s window).
     handle.set_faults(token_ttl_seconds=11)
     short = connect(handle)
-    iam_before = len(handle.requests("iam"))
+    seen = len(handle.requests())
     time.sleep(1.2)
     assert short.job(job.job_id()).status() == "DONE"
-    assert len(handle.requests("iam")) == iam_before + 1
+    after = handle.requests()[seen:]
+    # Refreshed before use, never rejected. (How many refreshes depends on how long the calls
+    # take: each new 11 s token is inside the 10 s window again after 1 s, so on a loaded
+    # machine a second refresh is legitimate; counting exactly one made this test flaky.)
+    assert [r["kind"] for r in after][0] == "iam", f"no refresh before the first request: {after}"
+    assert all(r["status"] != 401 for r in after)
 
 
 def test_emulator_down_then_up_again(start, isa):
