@@ -16,9 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-# A study small enough to run end to end in seconds but with both experiment kinds.
+# A study small enough to run end to end in seconds but with both experiment kinds. One run
+# per job (pubs_per_job 1), so the exactly-once tests can count jobs per run; test_batches.py
+# runs the same guarantees with several runs packed into one job.
 SMALL_CONFIG = {
-    "provider": {"name": "local", "backend": "fake_fez", "max_execution_time": 120,
+    "provider": {"name": "local", "backend": "fake_fez", "max_execution_time": 120, "pubs_per_job": 1,
                  "local": {"queue_seconds": 0, "run_seconds": 0}},
     "accounts": [{"name": "local", "budget_seconds": 600}],
     "transpile": {"optimization_level": 1, "seed": 7},

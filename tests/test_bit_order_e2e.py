@@ -56,11 +56,11 @@ def expected_bits(size: int) -> np.ndarray:
 def test_local_provider_and_result_file_keep_every_register_in_order(tmp_path, flagged_isa):
     path, registers = flagged_isa
     provider = LocalProvider(LocalSettings(store=tmp_path / "store", noise_scale=0.0))
-    job = provider.submit(path, backend="fake_fez", shots=64, tags=["flag"], max_execution_time=60)
+    job = provider.submit([path], backend="fake_fez", shots=[64], tags=["flag"], max_execution_time=60)
     marker = make_marker(job_id=job, run_key="flag/run")
     result = collect_result(marker, tmp_path / "result.json", provider)
     assert result is not None and result.status == "completed"
-    for bits_by_register in (provider.fetch(job).registers, Result.read(tmp_path / "result.json").bit_arrays()):
+    for bits_by_register in (provider.fetch(job).registers(0), Result.read(tmp_path / "result.json").bit_arrays()):
         assert set(bits_by_register) == set(registers)
         for name, size in registers.items():
             bits = bits_by_register[name]
@@ -71,14 +71,14 @@ def test_local_provider_and_result_file_keep_every_register_in_order(tmp_path, f
 def test_ibm_sampler_path_keeps_every_register_in_order(flagged_isa):
     path, registers = flagged_isa
     provider = IBMProvider("local-test", local_mode=True)  # SamplerV2 BitArrays, FakeFez noise
-    job = provider.submit(path, backend="fake_fez", shots=400, tags=["flag"], max_execution_time=60)
+    job = provider.submit([path], backend="fake_fez", shots=[400], tags=["flag"], max_execution_time=60)
     import time
 
     for _ in range(600):
         if provider.statuses([job])[job].state.final:
             break
         time.sleep(0.1)
-    out = provider.fetch(job).registers
+    out = provider.fetch(job).registers(0)
     for name, size in registers.items():
         majority = out[name].mean(axis=0) > 0.5
         assert (majority == expected_bits(size)).all(), f"register {name}: {out[name].mean(axis=0)}"
@@ -94,7 +94,7 @@ def test_emulator_download_from_the_listing_keeps_every_register_in_order(flagge
                            "EMU_URL": emu.api_url}.items():
             monkeypatch.setenv(key, value)
         provider = IBMProvider("env:EMU")
-        job = provider.submit(path, backend="ibm_fez", shots=400, tags=["qpuflow", "flag"], max_execution_time=60)
+        job = provider.submit([path], backend="ibm_fez", shots=[400], tags=["qpuflow", "flag"], max_execution_time=60)
         emu.wait_for(job)
         known = provider.statuses([job])[job]
         assert known.state.final and known.usage_seconds and known.finished
@@ -105,6 +105,6 @@ def test_emulator_download_from_the_listing_keeps_every_register_in_order(flagge
         slow = provider.fetch(job)
     assert fast.completion_time == slow.completion_time and fast.info.usage_seconds == slow.info.usage_seconds
     for name, size in registers.items():
-        assert (fast.registers[name] == slow.registers[name]).all()
-        majority = fast.registers[name].mean(axis=0) > 0.5
-        assert (majority == expected_bits(size)).all(), f"register {name}: {fast.registers[name].mean(axis=0)}"
+        assert (fast.registers(0)[name] == slow.registers(0)[name]).all()
+        majority = fast.registers(0)[name].mean(axis=0) > 0.5
+        assert (majority == expected_bits(size)).all(), f"register {name}: {fast.registers(0)[name].mean(axis=0)}"

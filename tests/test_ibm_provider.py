@@ -26,7 +26,7 @@ def test_local_mode_submit_status_fetch(tmp_path):
     with open(path, "wb") as fh:
         qpy.dump(transpile_isa(qc, load_backend("fake_fez"), seed=3), fh)
     provider = IBMProvider("local-test", local_mode=True)
-    job_id = provider.submit(path, backend="fake_fez", shots=300, tags=["qpuflow", "tag-x"], max_execution_time=60)
+    job_id = provider.submit([path], backend="fake_fez", shots=[300], tags=["qpuflow", "tag-x"], max_execution_time=60)
     info = provider.statuses([job_id])[job_id]
     assert info.state in (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
     assert [j.job_id for j in provider.find_by_tag("tag-x")] == [job_id]
@@ -38,10 +38,10 @@ def test_local_mode_submit_status_fetch(tmp_path):
         time.sleep(0.1)
     out = provider.fetch(job_id)
     assert out.info.state is JobState.DONE
-    assert out.registers["a"].shape == (300, 1) and out.registers["b"].shape == (300, 9)
+    assert out.registers(0)["a"].shape == (300, 1) and out.registers(0)["b"].shape == (300, 9)
     # Noisy device model: mostly the prepared values, bit 8 set and bits 0-7 clear.
-    assert out.registers["b"][:, 8].mean() > 0.8 and out.registers["b"][:, :8].mean() < 0.05
-    assert out.registers["a"].mean() < 0.2
+    assert out.registers(0)["b"][:, 8].mean() > 0.8 and out.registers(0)["b"][:, :8].mean() < 0.05
+    assert out.registers(0)["a"].mean() < 0.2
 
 
 def test_status_words_are_converted_once():

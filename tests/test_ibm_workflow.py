@@ -36,8 +36,8 @@ def ibm_env(emu, prefix="EMU", token=TOKEN, instance="qpuflow-emulator") -> dict
     return {**emu.client_env(), f"{prefix}_TOKEN": token, f"{prefix}_INSTANCE": instance, f"{prefix}_URL": emu.api_url}
 
 
-def use_ibm(study: Path, config: dict, accounts=("EMU",), **ibm) -> dict:
-    config["provider"] = {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120,
+def use_ibm(study: Path, config: dict, accounts=("EMU",), pubs_per_job: int = 1, **ibm) -> dict:
+    config["provider"] = {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120, "pubs_per_job": pubs_per_job,
                           "ibm": {"backoff_seconds": 0.1, **ibm}}
     config["accounts"] = [{"name": f"env:{prefix}"} for prefix in accounts]
     write_config(study, config)

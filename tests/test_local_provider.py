@@ -42,7 +42,7 @@ def provider(tmp_path: Path, **kw) -> LocalProvider:
 
 
 def submit(p: LocalProvider, isa_file: Path, tags=("t1",), shots=200) -> str:
-    return p.submit(isa_file, backend="fake_fez", shots=shots, tags=list(tags), max_execution_time=60)
+    return p.submit([isa_file], backend="fake_fez", shots=[shots], tags=list(tags), max_execution_time=60)
 
 
 def test_job_runs_and_returns_registers_by_name(tmp_path, isa_file):
@@ -51,9 +51,9 @@ def test_job_runs_and_returns_registers_by_name(tmp_path, isa_file):
     info = p.statuses([job])[job]
     assert info.state is JobState.DONE and info.usage_seconds > 0 and info.tags == ("t1",)
     out = p.fetch(job)
-    assert set(out.registers) == {"a", "b"}
-    assert out.registers["a"].shape == (200, 2) and out.registers["b"].shape == (200, 1)
-    assert out.registers["a"][:, 0].all() and not out.registers["a"][:, 1].any() and out.registers["b"].all()
+    assert set(out.registers(0)) == {"a", "b"}
+    assert out.registers(0)["a"].shape == (200, 2) and out.registers(0)["b"].shape == (200, 1)
+    assert out.registers(0)["a"][:, 0].all() and not out.registers(0)["a"][:, 1].any() and out.registers(0)["b"].all()
 
 
 def test_states_follow_the_simulated_clock(tmp_path, isa_file):
@@ -86,13 +86,13 @@ def test_injected_failure_and_unknown_job(tmp_path, isa_file):
     job = submit(p, isa_file, tags=("doomed",))
     info = p.statuses([job])[job]
     assert info.state is JobState.ERROR and "Backend went offline" in info.error
-    assert p.fetch(job).registers is None
+    assert p.fetch(job).registers(0) is None
     assert p.statuses(["nosuchjob"])["nosuchjob"].state is JobState.UNKNOWN
 
 
 def test_max_execution_time_is_enforced(tmp_path, isa_file):
     p = provider(tmp_path)
-    job = p.submit(isa_file, backend="fake_fez", shots=100_000, tags=["t"], max_execution_time=1)
+    job = p.submit([isa_file], backend="fake_fez", shots=[100_000], tags=["t"], max_execution_time=1)
     info = p.statuses([job])[job]
     assert info.state is JobState.ERROR and "max_execution_time" in info.error
 
@@ -163,7 +163,7 @@ def test_drift_changes_the_readout_error_a_job_sees(tmp_path, readout_file):
     job = submit(p, path, shots=shots)
     record = json.loads((p.jobs_dir / f"{job}.json").read_text())
     assert (record["drift_sigma"], record["drift_period_hours"], record["drift_seed"]) == (1.0, 1e9, 5)
-    ro = p.fetch(job).registers["ro"]
+    ro = p.fetch(job).registers(0)["ro"]
     bucket = drift_bucket(record["created_epoch"], 1e9)
     assert bucket == 0
     f = drift_factors(fez.num_qubits, sigma=1.0, seed=5, bucket=bucket)
@@ -181,19 +181,23 @@ def test_no_drift_keeps_the_reported_readout_error(tmp_path, readout_file):
     fez = load_backend("fake_fez")
     p = provider(tmp_path)  # drift_sigma defaults to 0
     shots = 20000
-    ro = p.fetch(submit(p, path, shots=shots)).registers["ro"]
+    ro = p.fetch(submit(p, path, shots=shots)).registers(0)["ro"]
     for i, q in enumerate(READOUT_QUBITS):
         reported = fez.target["measure"][(q,)].error
         assert abs(_z(ro[:, i].mean(), reported, shots)) < 5, (q, ro[:, i].mean(), reported)
 
 
 def test_records_without_drift_fields_still_run(tmp_path, isa_file):
-    """Job records written before drift existed have no drift keys; they run without drift."""
+    """Job records written before drift and batches existed have no drift keys and one circuit
+    named after the job; they run, without drift."""
+    import shutil
+
     from qpuflow.providers.local import _simulate
 
+    shutil.copyfile(isa_file, tmp_path / "legacyjob.qpy")
     record = {"job_id": "legacyjob", "backend": "fake_fez", "shots": 100, "created_epoch": time.time(),
               "noise_scale": 0.0, "idle_noise": False}
-    registers, usage = _simulate(record, isa_file)
+    (registers,), usage = _simulate(record, tmp_path)
     assert registers["a"][:, 0].all() and not registers["a"][:, 1].any() and registers["b"].all() and usage > 0
 
 
@@ -264,4 +268,4 @@ def test_run_now_from_many_processes_simulates_a_job_once(tmp_path, isa_file):
     for proc in procs:
         proc.join(timeout=60)
     assert len(set(seen)) == 1, f"simulated more than once: {seen}"
-    assert p.fetch(job).registers["b"].mean() > 0.9  # b is prepared in |1>; noise flips a few
+    assert p.fetch(job).registers(0)["b"].mean() > 0.9  # b is prepared in |1>; noise flips a few

@@ -206,7 +206,7 @@ def test_a_study_that_does_not_fit_the_budget_is_refused_before_any_job(study: P
     write_config(study, small_config)
     proc = snakemake(study, "submit", check=False)
     assert proc.returncode != 0
-    assert "not submitting any of the 3 pending run(s)" in proc.all and "lab: 3.0 s spendable" in proc.all
+    assert "not submitting any of the 3 pending job(s)" in proc.all and "lab: 3.0 s spendable" in proc.all
     assert provider_jobs(study) == [] and not markers(study)
     out = run([sys.executable, str(REPO / "scripts" / "submit_async.py"), "--experiment", "both"], study, check=False)
     assert out.returncode == 2 and "Nothing was submitted" in out.all
@@ -220,7 +220,7 @@ def test_a_study_that_does_not_fit_the_budget_is_refused_before_any_job(study: P
     small_config["experiments"]["sc"]["repetitions"] = 3
     write_config(study, small_config)
     proc = snakemake(study, "submit", check=False)
-    assert proc.returncode != 0 and "not submitting any of the 1 pending run(s)" in proc.all
+    assert proc.returncode != 0 and "not submitting any of the 1 pending job(s)" in proc.all
     assert len(provider_jobs(study)) == 3
 
 

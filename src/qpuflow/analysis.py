@@ -94,6 +94,8 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
             "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
             "session": spec.get("session"), "arm": spec.get("arm"), "attempt": spec.get("attempt", 0),
             "backend": marker.backend, "job_id": marker.job_id,
+            # usage_seconds is the job's: shared by the job_runs runs packed into it as PUBs.
+            "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
             "chain": " ".join(map(str, marker.selection["chain"])) if marker.selection else None,
             "arm_position": marker.selection["position"] if marker.selection else None,
         }
@@ -103,6 +105,7 @@ def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]
             "submission_time": marker.submission_time,
             "completion_time": result.completion_time if result else None,
             "usage_seconds": result.usage_seconds if result else None,
+            "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
             "account": marker.account, "git_commit": marker.git_commit, "git_dirty": marker.git_dirty,
             "circuit_hash": marker.circuit_hash, "transpiler_seed": marker.transpiler_seed,
             "calibration_snapshot": marker.calibration_snapshot,

@@ -41,8 +41,22 @@ def estimate_qpu_seconds(
     >>> estimate_qpu_seconds(shots=4096, circuit_duration=20e-6)
     3.11
     """
-    per_shot = (circuit_duration or 0.0) + rep_delay
-    return round(overhead + shots * per_shot, 2)
+    return estimate_job_seconds([(shots, circuit_duration)], rep_delay=rep_delay, overhead=overhead)
+
+
+def estimate_job_seconds(
+    pubs: Iterable[tuple[int, float | None]], *, rep_delay: float = DEFAULT_REP_DELAY_SECONDS,
+    overhead: float = JOB_OVERHEAD_SECONDS,
+) -> float:
+    """QPU seconds of one job carrying several PUBs, each ``(shots, circuit duration)``.
+
+    The per-job overhead is paid once, however many circuits the job carries: what packing
+    runs into one job (``provider.pubs_per_job``) saves.
+
+    >>> estimate_job_seconds([(4096, 20e-6)] * 4)
+    6.42
+    """
+    return round(overhead + sum(shots * ((duration or 0.0) + rep_delay) for shots, duration in pubs), 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +163,7 @@ def check_study_fits(
     """Refuse a batch of submissions whose total estimated cost exceeds what all accounts can spend.
 
     Args:
-        costs: run key -> estimated QPU seconds, for the runs about to be submitted.
+        costs: job -> estimated QPU seconds, for the jobs about to be submitted.
         usage: per-account usage in the current window.
 
     Raises:
@@ -164,7 +178,7 @@ def check_study_fits(
     detail = "; ".join(f"{u.account}: {u.spendable_seconds:.1f} s spendable ({u.remaining_seconds:.1f} s left, "
                        f"{u.reserve_seconds:.0f} s reserved)" for u in usage.values())
     raise BudgetExceeded(
-        f"not submitting any of the {len(costs)} pending run(s) of {source}: together they need about "
+        f"not submitting any of the {len(costs)} pending job(s) of {source}: together they need about "
         f"{math.ceil(needed)} QPU seconds (largest job {math.ceil(largest)} s) and the accounts can spend "
         f"{available:.1f} s ({detail}). Submit fewer runs (remove experiments or lower shots), add an "
         f"account, or wait for the 28-day window to roll. Nothing was submitted."

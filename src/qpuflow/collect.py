@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from qpuflow.paths import Paths
 from qpuflow.provenance import utc_now
-from qpuflow.providers import JobInfo, JobState, Provider, ProviderError, make_provider
+from qpuflow.providers import JobInfo, JobOutput, JobState, Provider, ProviderError, make_provider
 from qpuflow.records import Marker, Result, pack_bits, write_json_atomic
 
 log = logging.getLogger("qpuflow.collect")
@@ -92,10 +92,12 @@ def poll_rows(paths: Paths, markers: dict[str, Marker],
 
 
 def collect_result(marker: Marker, result_path: Path, provider: Provider,
-                   known: JobInfo | None = None) -> Result | None:
+                   known: JobInfo | None = None, downloaded: dict[str, JobOutput] | None = None) -> Result | None:
     """Write the result of a final job once; return None (and write nothing) if not final.
 
     ``known``: the job's status from the bulk poll, so it is not asked for again.
+    ``downloaded``: job ID -> output already fetched in this collection (a job carrying several
+    runs as PUBs is downloaded once; each run's result file takes its own PUB).
     """
     if result_path.exists():
         return Result.read(result_path)  # raises naming the path if corrupt: never overwritten
@@ -106,8 +108,11 @@ def collect_result(marker: Marker, result_path: Path, provider: Provider,
     if info.state is JobState.UNKNOWN:
         output_registers, completion = None, None
     else:
-        output = provider.fetch(marker.job_id, known=info)
-        info, output_registers, completion = output.info, output.registers, output.completion_time
+        downloaded = {} if downloaded is None else downloaded
+        if marker.job_id not in downloaded:
+            downloaded[marker.job_id] = provider.fetch(marker.job_id, known=info)
+        output = downloaded[marker.job_id]
+        info, output_registers, completion = output.info, output.registers(marker.pub_index), output.completion_time
     result = Result(
         job_id=marker.job_id,
         run_key=marker.run_key,

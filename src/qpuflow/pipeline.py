@@ -54,15 +54,14 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     ``accounts``: pay with these, round-robin (the seed's ``--api-key-index``/``--submit-all``);
     default: whichever account has most budget left.
     """
-    from qpuflow.submit import submit_run
-
+    from qpuflow.batches import plan_batches, pubs_per_job
     from qpuflow.plan import plan_retries
     from qpuflow.records import Result
     from qpuflow.campaign import check_campaign_start
     from qpuflow.ledger import Ledger
     from qpuflow.schedule import now
     from qpuflow.sessions import plan_submissions
-    from qpuflow.submit import check_pending_budget
+    from qpuflow.submit import check_pending_budget, submit_batch
 
     def failed(key: str) -> bool:
         return paths.result(key).exists() and Result.read(paths.result(key)).status == "failed"
@@ -83,13 +82,14 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     for spec in pending:
         ensure_isa(spec, config, paths, runs)
     check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job
-    for i, spec in enumerate(pending):
+    for i, batch in enumerate(plan_batches(pending, pubs_per_job(config))):
         account = accounts[i % len(accounts)] if accounts else None
-        marker = submit_run(spec, isa_path=paths.isa(spec), isa_info_path=paths.isa_info(spec), config=config,
-                            paths=paths, account=account,
-                            api_key_index=names.index(account) if account else None)
-        written.append(marker)
-        print(f"Submitted {spec.key}: job {marker.job_id} ({marker.account})", flush=True)
+        markers = submit_batch([runs[key] for key in batch.keys], config=config, paths=paths, account=account,
+                               api_key_index=names.index(account) if account else None)
+        written.extend(markers)
+        for marker in markers:
+            pub = f", PUB {marker.pub_index + 1} of {len(batch.keys)}" if len(batch.keys) > 1 else ""
+            print(f"Submitted {marker.run_key}: job {marker.job_id} ({marker.account}{pub})", flush=True)
     skipped = len(specs) - len(pending)
     if skipped:
         print(f"{skipped} run(s) already had a marker; nothing resubmitted.")
@@ -110,13 +110,14 @@ def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None 
     markers = read_markers(paths, keys)
     factory = provider_factory(config, paths)
     rows, infos = poll_rows(paths, markers, factory)
+    downloaded: dict = {}  # job ID -> output: a job carrying several runs is downloaded once
     out = []
     for row in rows:
         if row.final and not row.collected:
             marker = markers[row.run_key]
             try:
                 result = collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account),
-                                        known=infos.get(row.run_key))
+                                        known=infos.get(row.run_key), downloaded=downloaded)
             except ProviderError as exc:
                 log.warning("%s: job %s could not be downloaded (%s); will retry next time", row.run_key, row.job_id, exc)
                 row = dataclasses.replace(row, state="?", error=f"download failed: {exc}")

@@ -125,6 +125,11 @@ class Marker:
     # Deployment arms: the chosen chain, where it came from (calibration or a probe job) and
     # the session's random submission order with this arm's position in it.
     selection: dict[str, Any] | None = None
+    # Several runs in one job (provider.pubs_per_job): this run's PUB in the job, and the
+    # batch: its name, tag and member run keys in PUB order. estimated_qpu_seconds is then
+    # the whole job's estimate (budget accounting counts each job ID once).
+    pub_index: int = 0
+    batch: dict[str, Any] | None = None
     schema_version: int = MARKER_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -132,6 +137,9 @@ class Marker:
             raise ValueError("a marker needs a job_id")
         if self.job_tag not in self.tags:
             raise ValueError(f"the job tag {self.job_tag!r} must be among the tags {self.tags}")
+        runs = (self.batch or {}).get("runs") or [self.run_key]
+        if not 0 <= self.pub_index < len(runs) or runs[self.pub_index] != self.run_key:
+            raise ValueError(f"PUB {self.pub_index} of the job's runs {runs} is not {self.run_key}")
         if self.shots < 1:
             raise ValueError(f"shots must be positive, got {self.shots}")
         if not self.submission_time.endswith("+00:00"):

@@ -45,8 +45,8 @@ def _job_logging(smk: Any) -> Iterator[None]:
             handler.close()
 
 
-STEPS = ("build_circuit", "transpile", "select_qubits", "submit", "budget_check", "collect", "analyze",
-         "simulate_local")
+STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "budget_check",
+         "collect", "analyze", "simulate_local")
 
 
 def run_step(step: str, smk: Any) -> None:
@@ -80,6 +80,36 @@ def transpile(smk: Any) -> None:
                   selection_path=Path(selection[0]) if selection else None)
 
 
+def transpile_batch(smk: Any) -> None:
+    """Transpile (and preflight) each run of one job to submit, unless its ISA files exist."""
+    from qpuflow.records import write_json_atomic
+    from qpuflow.stages import ensure_transpiled
+
+    paths = Paths.from_config(smk.config)
+    specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
+    selection = list(smk.input.selection)
+    log = logging.getLogger("qpuflow.transpile")
+    entries = []
+    for number, spec in enumerate(specs, start=1):
+        info = ensure_transpiled(spec, config=smk.config, paths=paths,
+                                 selection_path=Path(selection[0]) if selection else None)
+        log.info("%s: transpiled and checked (%d/%d of job %s): depth %s, layout %s", spec.key, number, len(specs),
+                 smk.wildcards.batch, info["depth"], info["physical_layout"])
+        entries.append({"run_key": spec.key, "isa": str(paths.isa(spec)), "isa_sha256": info["isa_sha256"]})
+    write_json_atomic(Path(smk.output.manifest), {"batch": smk.wildcards.batch, "runs": entries})
+
+
+def submit_batch(smk: Any) -> None:
+    """Send one job carrying the batch's runs as PUBs (once, ever); write markers and the batch file."""
+    from qpuflow.batches import write_batch_file
+    from qpuflow.submit import submit_batch as send
+
+    paths = Paths.from_config(smk.config)
+    specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
+    markers = send(specs, config=smk.config, paths=paths)
+    write_batch_file(Path(smk.output.batch), smk.wildcards.batch, markers)
+
+
 def select_qubits(smk: Any) -> None:
     from qpuflow.stages import select_session
 
@@ -91,13 +121,6 @@ def select_qubits(smk: Any) -> None:
         logging.getLogger("qpuflow.selection").info(
             "%s session %s, arm %s: chain %s (from %s)", smk.wildcards.exp, smk.wildcards.session, arm,
             chosen["chain"], chosen["source"])
-
-
-def submit(smk: Any) -> None:
-    from qpuflow.submit import submit_run
-
-    submit_run(_spec(smk), isa_path=Path(smk.params.isa), isa_info_path=Path(smk.params.info),
-               config=smk.config, paths=Paths.from_config(smk.config))
 
 
 def simulate_local(smk: Any) -> None:
@@ -128,8 +151,9 @@ def budget_check(smk: Any) -> None:
     if plan is not None:
         log.info("campaign plan: %s", plan.verdict())
     costs = check_pending_budget(specs, config=smk.config, paths=paths)
-    log.info("%d run(s) to submit, about %.1f QPU seconds in all: within budget", len(costs), sum(costs.values()))
-    Path(smk.output.flag).write_text(f"{len(costs)} runs, {sum(costs.values()):.1f} s\n")
+    log.info("%d job(s) carrying %d run(s) to submit, about %.1f QPU seconds in all: within budget",
+             len(costs), len(specs), sum(costs.values()))
+    Path(smk.output.flag).write_text(f"{len(costs)} jobs, {len(specs)} runs, {sum(costs.values()):.1f} s\n")
 
 
 def collect(smk: Any) -> None:

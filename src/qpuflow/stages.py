@@ -103,6 +103,18 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     return info
 
 
+def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
+                      selection_path: Path | None = None) -> dict[str, Any]:
+    """The run's transpile record, transpiling (and building its circuit) only if missing."""
+    isa, info = paths.isa(spec), paths.isa_info(spec)
+    if isa.exists() and info.exists():
+        return read_json(info, "transpile info")
+    circuit = paths.circuit(spec)
+    if not circuit.exists():
+        build_circuit(spec, circuit)
+    return transpile_run(spec, circuit, isa, info, config=config, paths=paths, selection_path=selection_path)
+
+
 class PreflightError(RuntimeError):
     """A circuit whose noiseless outcome is wrong; it is never submitted."""
 

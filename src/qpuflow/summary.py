@@ -49,7 +49,7 @@ def measurement_map_of(paths: Paths, marker: Marker) -> dict[str, Any]:
 
 
 def summary_table(paths: Paths, markers: dict[str, Marker]) -> list[dict[str, Any]]:
-    """Rows per (experiment, logical state): jobs, shots, raw logical error rate with 95% CI."""
+    """Rows per (experiment, logical state): runs (a job may carry several), shots, raw logical error rate with 95% CI."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for key, marker in sorted(markers.items()):
         if marker.experiment_type == "probe":
@@ -114,7 +114,7 @@ def print_summary(rows: list[dict[str, Any]], console: Any = None) -> None:
     table = Table(title="Raw (undecoded) results per experiment and logical state")
     table.add_column("experiment", no_wrap=True)
     table.add_column("state", justify="center", no_wrap=True)
-    table.add_column("jobs", justify="right", no_wrap=True)
+    table.add_column("runs", justify="right", no_wrap=True)
     table.add_column("shots", justify="right", no_wrap=True)
     table.add_column("raw p_L", justify="right", no_wrap=True)
     table.add_column("95% CI", justify="right", no_wrap=True)

@@ -9,11 +9,14 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from qpuflow.config import ConfigError, validate_config
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec, plan_retries, plan_runs
+
+if TYPE_CHECKING:
+    from qpuflow.batches import Batch
 from qpuflow.provenance import utc_now
 
 
@@ -68,18 +71,52 @@ class Study:
     def isa_info_path(self, exp: str, run: str) -> str:
         return str(self._rel(self.paths.isa_info(self.spec(exp, run))))
 
-    def marker_paths(self) -> list[str]:
-        """Markers the submit target asks for: every run except deployment sessions not due yet
-        and session arms whose probe has not been collected."""
-        return [str(self._rel(self.paths.marker(key))) for key in self._plan.keys]
-
     def submit_target(self) -> list[str]:
-        """The submit target's markers; prints, once, what waits and when the next session is due."""
+        """What the submit target asks for: the marker of every submitted run and the batch file
+        of every job still to send (runs packed ``provider.pubs_per_job`` to a job), leaving out
+        deployment sessions not due yet and arms whose probe has not been collected.
+
+        Prints, once, what waits and when the next session is due.
+        """
         if not self._notes_printed:
             self._notes_printed = True
             for note in self._plan.notes:
                 print(note, file=sys.stderr)
-        return self.marker_paths()
+        pending = self._pending_set
+        return ([str(self._rel(self.paths.marker(key))) for key in self._plan.keys if key not in pending]
+                + [self.batch_path(batch) for batch in self._batches.values()])
+
+    @functools.cached_property
+    def _batches(self) -> dict[tuple[str, str], "Batch"]:
+        from qpuflow.batches import plan_batches, pubs_per_job
+
+        batches = plan_batches((self.runs[key] for key in self._pending), pubs_per_job(self.config))
+        return {(b.experiment, b.name): b for b in batches}
+
+    def batch(self, exp: str, batch: str) -> "Batch":
+        try:
+            return self._batches[(exp, batch)]
+        except KeyError:
+            raise ValueError(f"{exp}/{batch} is not a batch of runs waiting to be submitted in this run "
+                             f"(pending batches: {', '.join(sorted(b for _, b in self._batches)[:8]) or 'none'})") from None
+
+    def batch_path(self, batch: "Batch") -> str:
+        return str(self._rel(self.paths.root / "submitted" / batch.experiment / "batches" / f"{batch.name}.json"))
+
+    def batch_specs(self, exp: str, batch: str) -> list[dict[str, Any]]:
+        return [self.runs[key].to_json() for key in self.batch(exp, batch).keys]
+
+    def batch_selection(self, exp: str, batch: str) -> list[str]:
+        """The session's selection file for a batch of deployment arms (nothing otherwise)."""
+        first = self.runs[self.batch(exp, batch).keys[0]]
+        return self.selection_path(first.experiment, first.run)
+
+    def batch_after(self, exp: str, batch: str) -> list[str]:
+        """The batch file of the job carrying the arm submitted just before this batch's first
+        run, when that arm is pending in another job (one arm per job keeps the arms' order)."""
+        first = self.runs[self.batch(exp, batch).keys[0]]
+        before = [self.paths.key_of_marker(Path(p)) for p in self.preceding_marker(first.experiment, first.run)]
+        return [self.batch_path(b) for b in self._batches.values() if before and before[0] in b.keys and b.name != batch]
 
     @functools.cached_property
     def _events(self) -> list[dict[str, Any]]:
@@ -132,8 +169,22 @@ class Study:
 
     @functools.cached_property
     def _pending(self) -> list[str]:
-        accepted = {e.get("run_key") for e in self._events if e["event"] == "accepted"}
-        return [key for key in self._plan.keys if not self.paths.marker(key).exists() and key not in accepted]
+        """Runs without marker and accepted submission. A marker that went missing (deleted, moved
+        away when corrupt) is written again from the ledger first: nothing is sent for it."""
+        from qpuflow.records import Marker, write_marker
+
+        accepted = {e.get("run_key"): e["marker"] for e in self._events if e["event"] == "accepted"}
+        pending = []
+        for key in self._plan.keys:
+            if self.paths.marker(key).exists():
+                continue
+            if key in accepted:
+                if self.runs[key].run_id() == accepted[key]["run_id"]:
+                    write_marker(self.paths.marker(key), Marker.from_json(accepted[key], f"ledger entry for {key}"))
+                    print(f"{key}: marker restored from the ledger (job {accepted[key]['job_id']})", file=sys.stderr)
+                    continue
+            pending.append(key)  # submit_batch settles a changed run against the ledger, loudly
+        return pending
 
     @functools.cached_property
     def _pending_set(self) -> frozenset[str]:
@@ -146,11 +197,10 @@ class Study:
         """
         return self._pending
 
-    def budget_flag(self, exp: str, run: str) -> list[str]:
-        """The budget check's flag for a pending run; nothing for one already submitted."""
-        if f"{exp}/{run}" not in self._pending_set:
-            return []
-        return [str(self._rel(self.paths.root / "ledger" / "budget_checked.flag"))]
+    def transpiled_manifests(self) -> list[str]:
+        """One file per pending job, written once its runs are transpiled and checked."""
+        return [str(self._rel(self.paths.root / "batches" / b.experiment / f"{b.name}.transpiled.json"))
+                for b in self._batches.values()]
 
     def simulation_flags(self) -> list[str]:
         """One flag per submitted run, for the `simulate` target (local rehearsals)."""

@@ -16,6 +16,7 @@ wildcard_constraints:
     run="[A-Za-z0-9_]+",
     backend="[a-z][a-z0-9_]*",
     session="[0-9]+",
+    batch="[A-Za-z0-9_]+-[0-9]+",
 
 
 def step(name, input, output, params, wildcards, log):
@@ -37,20 +38,8 @@ def get_circuit_path(wildcards):
     return STUDY.circuit_path(wildcards.exp, wildcards.run)
 
 
-def get_isa(wildcards):
-    return STUDY.isa_path(wildcards.exp, wildcards.run)
-
-
-def get_isa_info(wildcards):
-    return STUDY.isa_info_path(wildcards.exp, wildcards.run)
-
-
 def get_submit_target(wildcards):
     return STUDY.submit_target()
-
-
-def get_budget_flag(wildcards):
-    return STUDY.budget_flag(wildcards.exp, wildcards.run)
 
 
 def get_selection(wildcards):
@@ -62,12 +51,20 @@ def get_selection_inputs(wildcards):
     return {name: ancient(path) for name, path in STUDY.selection_inputs(wildcards.exp, int(wildcards.session)).items()}
 
 
-def get_preceding_marker(wildcards):
-    return STUDY.preceding_marker(wildcards.exp, wildcards.run)
+def get_batch_specs(wildcards):
+    return STUDY.batch_specs(wildcards.exp, wildcards.batch)
 
 
-def get_pending_isa_infos(wildcards):
-    return [STUDY.isa_info_path(*key.split("/")) for key in STUDY.pending_runs()]
+def get_batch_selection(wildcards):
+    return STUDY.batch_selection(wildcards.exp, wildcards.batch)
+
+
+def get_batch_after(wildcards):
+    return STUDY.batch_after(wildcards.exp, wildcards.batch)
+
+
+def get_transpiled_manifests(wildcards):
+    return STUDY.transpiled_manifests()
 
 
 def get_pending_specs(wildcards):

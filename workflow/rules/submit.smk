@@ -1,11 +1,7 @@
 rule pending_transpiled:
-    """All pending runs transpiled: one file listing them, so that budget_check has one input.
-
-    (Snakemake checks each consumer of a job's output against that job's whole input list: N
-    submit jobs on a budget_check with N inputs made planning O(N^2); see bench/RESULTS.md.)
-    """
+    """Every pending job's runs transpiled and checked: one file, so that budget_check has one input."""
     input:
-        get_pending_isa_infos,
+        get_transpiled_manifests,
     output:
         temp(f"{R}/ledger/pending_transpiled.txt"),
     log:
@@ -33,32 +29,30 @@ rule budget_check:
         step("budget_check", input, output, params, wildcards, log)
 
 
-rule submit_job:
-    """Submit one run exactly once and write its marker.
+rule submit_batch:
+    """Submit one job carrying a batch of runs as its PUBs (provider.pubs_per_job), exactly
+    once, and write each run's marker; the batch file records which job and PUB each run got.
 
-    `rerun-triggers: mtime` (profiles/default) and having no per-run input keep Snakemake from
-    re-planning a marker when code, params or upstream files change; only pending runs wait
-    for the budget check, so a new check never drags submitted runs back into the DAG; the ledger catches everything else
-    (-F, --rerun-incomplete, a deleted .snakemake/) and rewrites the marker without submitting.
-    The arms of a deployment session go in their recorded random order (`after`).
+    Only batches of pending runs are ever planned (wf.Study: a run with a marker, or accepted
+    in the ledger, is not pending), so code, params or upstream changes never bring a
+    submitted run back; the ledger catches everything else (-F, --rerun-incomplete, a deleted
+    .snakemake/) and restores markers without submitting. One Snakemake job per batch, and one
+    input shared by all of them, keeps Snakemake's per-job bookkeeping off the per-run path
+    (bench/RESULTS.md, submit_overhead). With one run per job, a deployment session's second
+    arm waits for the first (`after`), so the arms go out in their recorded random order.
     """
     input:
-        budget=get_budget_flag,
-        after=ancient(get_preceding_marker),
+        budget=f"{R}/ledger/budget_checked.flag",
+        after=ancient(get_batch_after),
     output:
-        marker=f"{R}/submitted/{{exp}}/{{run}}.json",
+        batch=f"{R}/submitted/{{exp}}/batches/{{batch}}.json",
     params:
-        spec=get_spec,
-        # Not inputs: the budget check already depends on every pending run's ISA files, and
-        # one input shared by all submit jobs keeps Snakemake's per-round stat of ready jobs'
-        # inputs O(1) instead of O(N).
-        isa=get_isa,
-        info=get_isa_info,
+        specs=get_batch_specs,
     resources:
         ibm_api=1,
     log:
-        "logs/submit/{exp}/{run}.log",
+        "logs/submit/{exp}/{batch}.log",
     # Talks to the provider with the user's account: never on a cluster node.
     localrule: True
     run:
-        step("submit", input, output, params, wildcards, log)
+        step("submit_batch", input, output, params, wildcards, log)

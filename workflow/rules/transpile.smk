@@ -20,6 +20,25 @@ rule transpile:
         step("transpile", input, output, params, wildcards, log)
 
 
+rule transpile_batch:
+    """Build, transpile and check (noiseless preflight) every run of one pending job.
+
+    One Snakemake job per job to submit, not per run: ISA files (and their .json records) are
+    written by the library in place, those already there kept; the manifest lists them with
+    their hashes. (The per-run `transpile` rule makes the same files on explicit request.)
+    """
+    input:
+        selection=ancient(get_batch_selection),
+    output:
+        manifest=temp(f"{R}/batches/{{exp}}/{{batch}}.transpiled.json"),
+    params:
+        specs=get_batch_specs,
+    log:
+        "logs/transpile/{exp}/{batch}.log",
+    run:
+        step("transpile_batch", input, output, params, wildcards, log)
+
+
 rule select_qubits:
     """Choose each arm's chain for one deployment session, now, and fix the arms' order.
 

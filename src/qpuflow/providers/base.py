@@ -50,11 +50,20 @@ class JobInfo:
 
 @dataclasses.dataclass(frozen=True)
 class JobOutput:
-    """A final job's outcome: bit arrays per register if DONE, the error text otherwise."""
+    """A final job's outcome: per PUB, bit arrays per register if DONE; the error text otherwise."""
 
     info: JobInfo
-    registers: dict[str, np.ndarray] | None
+    pubs: list[dict[str, np.ndarray]] | None
     completion_time: str | None
+
+    def registers(self, pub_index: int) -> dict[str, np.ndarray] | None:
+        """The bit arrays of one PUB (None if the job did not complete)."""
+        if self.pubs is None:
+            return None
+        if not 0 <= pub_index < len(self.pubs):
+            raise ProviderError(f"job {self.info.job_id} returned {len(self.pubs)} PUB result(s); "
+                                f"PUB {pub_index} is missing")
+        return self.pubs[pub_index]
 
 
 class ProviderError(RuntimeError):
@@ -64,9 +73,10 @@ class ProviderError(RuntimeError):
 class Provider(Protocol):
     name: str
 
-    def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
+    def submit(self, isa_paths: Sequence[Path], *, backend: str, shots: Sequence[int], tags: Sequence[str],
                max_execution_time: int) -> str:
-        """Submit one ISA circuit (a QPY file); return the job ID without waiting."""
+        """Submit ISA circuits (QPY files) as one job, one PUB each with its shots, in order;
+        return the job ID without waiting."""
 
     def find_by_tag(self, tag: str) -> list[JobInfo]:
         """Jobs carrying ``tag``: how an interrupted submission is found again."""

@@ -143,13 +143,19 @@ class IBMProvider:
             raise ProviderError(f"backend '{name}' is not available to account '{self.account}' ({_describe(exc)})") from None
 
     @_reauthenticating
-    def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
+    def submit(self, isa_paths: Sequence[Path], *, backend: str, shots: Sequence[int], tags: Sequence[str],
                max_execution_time: int) -> str:
         from qiskit import qpy
         from qiskit_ibm_runtime import SamplerV2
 
-        with open(isa_path, "rb") as fh:
-            (isa,) = qpy.load(fh)
+        if not isa_paths or len(isa_paths) != len(shots):
+            raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
+                                f"{len(shots)} shot counts)")
+        pubs = []
+        for path, pub_shots in zip(isa_paths, shots):
+            with open(path, "rb") as fh:
+                (isa,) = qpy.load(fh)
+            pubs.append((isa, None, int(pub_shots)))  # a SamplerPub: circuit, no parameters, shots
         with warnings.catch_warnings():
             # SamplerV2 is deprecated (since 0.50) in favour of the executor-based sampler; the
             # IBM-path issue decides the migration. Job mode: mode is the backend, never a Session.
@@ -158,13 +164,13 @@ class IBMProvider:
             if not self.local_mode:
                 sampler.options.max_execution_time = int(max_execution_time)
                 sampler.options.environment.job_tags = list(tags)
-            job = self._run_with_backoff(sampler, isa, int(shots))
+            job = self._run_with_backoff(sampler, pubs)
         job_id = job.job_id()
         if self.local_mode:
             self._local_jobs[job_id] = (job, list(tags), backend)
         return job_id
 
-    def _run_with_backoff(self, sampler: Any, isa: Any, shots: int):
+    def _run_with_backoff(self, sampler: Any, pubs: list[Any]):
         """Submit, waiting out 429 (rate limited: the service refused, so nothing was created).
 
         The service allows about 5 submissions a minute per instance and the client does not
@@ -173,7 +179,7 @@ class IBMProvider:
         """
         for attempt in range(self.max_submit_attempts):
             try:
-                return sampler.run([isa], shots=shots)
+                return sampler.run(pubs)
             except Exception as exc:
                 status = http_status(exc)
                 if status == 429 and attempt + 1 < self.max_submit_attempts:
@@ -321,19 +327,18 @@ class IBMProvider:
         info = self._info(job_id, job)
         if not info.state.final:
             raise ProviderError(f"job {job_id} is {info.state.value}, not final; nothing to fetch yet")
-        registers = None
+        pubs = None
         if info.state is JobState.DONE:
             try:
                 result = job.result()
             except Exception as exc:
                 raise ProviderError(f"result of job {job_id} could not be downloaded ({_describe(exc)})") from None
-            data = result[0].data
-            registers = {name: _bitarray_to_bool(getattr(data, name)) for name in data.keys()}
-        return JobOutput(info=info, registers=registers, completion_time=_finished_time(job))
+            pubs = _pub_registers(result)
+        return JobOutput(info=info, pubs=pubs, completion_time=_finished_time(job))
 
     def _fetch_known(self, known: JobInfo) -> JobOutput | None:
         """The download alone; ``None`` if the client's internals moved (use the job object)."""
-        registers = None
+        pubs = None
         if known.state is JobState.DONE:
             job_results = getattr(getattr(self.service, "_active_api_client", None), "job_results", None)
             if job_results is None:
@@ -342,9 +347,8 @@ class IBMProvider:
                 raw = job_results(known.job_id)
             except Exception as exc:
                 raise ProviderError(f"result of job {known.job_id} could not be downloaded ({_describe(exc)})") from None
-            data = _decode_sampler_result(raw)[0].data
-            registers = {name: _bitarray_to_bool(getattr(data, name)) for name in data.keys()}
-        return JobOutput(info=known, registers=registers, completion_time=known.finished)
+            pubs = _pub_registers(_decode_sampler_result(raw))
+        return JobOutput(info=known, pubs=pubs, completion_time=known.finished)
 
     @_reauthenticating
     def cancel(self, job_id: str) -> None:
@@ -426,6 +430,11 @@ def _decode_sampler_result(raw: str) -> Any:
         if decoder.is_applicable(result):
             result = decoder.decode(result)
     return result
+
+
+def _pub_registers(result: Any) -> list[dict[str, Any]]:
+    """Each PUB's registers of a SamplerV2 result, as (shots, num_bits) bool arrays."""
+    return [{name: _bitarray_to_bool(getattr(pub.data, name)) for name in pub.data.keys()} for pub in result]
 
 
 def _finished_time(job: Any) -> str | None:

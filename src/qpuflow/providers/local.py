@@ -98,19 +98,25 @@ class LocalProvider:
 
     # ------------------------------------------------------------------ submission
 
-    def submit(self, isa_path: Path, *, backend: str, shots: int, tags: Sequence[str],
+    def submit(self, isa_paths: Sequence[Path], *, backend: str, shots: Sequence[int], tags: Sequence[str],
                max_execution_time: int) -> str:
+        if not isa_paths or len(isa_paths) != len(shots):
+            raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
+                                f"{len(shots)} shot counts)")
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         job_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
-        # The circuit and the tag index entries come first and the record last, atomically: a
+        # The circuits and the tag index entries come first and the record last, atomically: a
         # job exists (and can be found by tag) only once its record is complete.
-        shutil.copyfile(isa_path, self.jobs_dir / f"{job_id}.qpy")
+        circuits = [f"{job_id}.qpy" if i == 0 else f"{job_id}.pub{i}.qpy" for i in range(len(isa_paths))]
+        for source, name in zip(isa_paths, circuits):
+            shutil.copyfile(source, self.jobs_dir / name)
         self._ensure_tag_index()
         for tag in tags:
             self._tag_entry(tag, job_id).touch()
         now = time.time()
         write_json_atomic(self._record_path(job_id), {
-            "job_id": job_id, "backend": backend, "shots": int(shots), "tags": list(tags),
+            "job_id": job_id, "backend": backend, "shots": int(shots[0]), "tags": list(tags),
+            "circuits": circuits, "pub_shots": [int(n) for n in shots],
             "max_execution_time": int(max_execution_time), "created_epoch": now, "created": _iso(now),
             "queue_seconds": self.settings.queue_seconds, "run_seconds": self.settings.run_seconds,
             "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
@@ -171,11 +177,13 @@ class LocalProvider:
         if not info.state.final:
             raise ProviderError(f"local job {job_id} is {info.state.value}, not final; nothing to fetch yet")
         record = self._read(job_id)
-        registers = None
+        pubs = None
         if info.state is JobState.DONE:
             stored = read_json(self._result_path(job_id), "local job result")
-            registers = {name: unpack_bits(entry) for name, entry in stored["registers"].items()}
-        return JobOutput(info=info, registers=registers, completion_time=record["finished"] if record else None)
+            # Results written before jobs could carry several PUBs hold one "registers" entry.
+            pubs = [{name: unpack_bits(entry) for name, entry in pub.items()}
+                    for pub in stored.get("pubs", [stored.get("registers")])]
+        return JobOutput(info=info, pubs=pubs, completion_time=record["finished"] if record else None)
 
     # ------------------------------------------------------------------ internals
 
@@ -273,7 +281,7 @@ class LocalProvider:
             return {**record, "state": JobState.ERROR.value, "finished": finished,
                     "error": f"Error code 1500; Backend went offline during execution (injected by fail_tags {failing})"}
         try:
-            registers, usage = _simulate(record, self.jobs_dir / f"{job_id}.qpy")
+            pubs, usage = _simulate(record, self.jobs_dir)
         except Exception as exc:  # a job that cannot run ends in ERROR, as on the service
             return {**record, "state": JobState.ERROR.value, "finished": finished,
                     "error": f"{type(exc).__name__}: {exc}"}
@@ -281,7 +289,7 @@ class LocalProvider:
             return {**record, "state": JobState.ERROR.value, "finished": finished, "usage_seconds": record["max_execution_time"],
                     "error": f"Error code 1305; job exceeded max_execution_time of {record['max_execution_time']} s"}
         write_json_atomic(self._result_path(job_id), {
-            "job_id": job_id, "registers": {name: pack_bits(bits) for name, bits in registers.items()},
+            "job_id": job_id, "pubs": [{name: pack_bits(bits) for name, bits in pub.items()} for pub in pubs],
         })
         return {**record, "state": JobState.DONE.value, "finished": finished, "usage_seconds": usage,
                 "simulated_on": f"{socket.gethostname()}:{os.getpid()}"}
@@ -317,26 +325,34 @@ def job_backend(name: str, sigma: float = 0.0, seed: int = 0, bucket: int = 0):
                          description=f"{backend.name} drifted (sigma={sigma}, seed={seed}, period {bucket})")
 
 
-def _simulate(record: dict[str, Any], qpy_path: Path):
-    """Sample the stored ISA circuit with the fake backend's (possibly drifted) noise; return registers and usage."""
+def _simulate(record: dict[str, Any], jobs_dir: Path):
+    """Sample the job's ISA circuits with the fake backend's (possibly drifted) noise.
+
+    Returns the registers of each PUB and the job's usage (one per-job overhead for all PUBs).
+    """
     import zlib
 
     from qiskit import qpy
 
-    from qpuflow.budget import estimate_qpu_seconds
+    from qpuflow.budget import estimate_job_seconds
     from qpuflow.simulate import sample_isa
     from qpuflow.transpile import isa_summary
 
-    with open(qpy_path, "rb") as fh:
-        (isa,) = qpy.load(fh)
-    # Records written before drift existed have no drift fields: no drift.
+    # Records written before drift existed have no drift fields: no drift; before batching,
+    # one circuit named after the job.
     sigma = float(record.get("drift_sigma", 0.0))
     epoch = record.get("drift_epoch", record["created_epoch"])
     bucket = drift_bucket(epoch, float(record.get("drift_period_hours", 24.0))) if sigma > 0 else 0
     backend = job_backend(record["backend"], sigma, int(record.get("drift_seed", 0)), bucket)
-    # A seed from the job ID: reproducible per job, different between jobs.
-    seed = zlib.crc32(record["job_id"].encode())
-    registers = sample_isa(isa, backend, shots=record["shots"], seed=seed,
-                           noise_scale=record["noise_scale"], idle_noise=record["idle_noise"])
-    usage = estimate_qpu_seconds(shots=record["shots"], circuit_duration=isa_summary(isa)["duration_seconds"])
-    return registers, usage
+    circuits = record.get("circuits", [f"{record['job_id']}.qpy"])
+    shots = record.get("pub_shots", [record["shots"]])
+    pubs, charged = [], []
+    for index, (name, pub_shots) in enumerate(zip(circuits, shots)):
+        with open(jobs_dir / name, "rb") as fh:
+            (isa,) = qpy.load(fh)
+        # A seed from the job ID and PUB: reproducible per job, different between jobs and PUBs.
+        seed = zlib.crc32(record["job_id"].encode()) + index
+        pubs.append(sample_isa(isa, backend, shots=pub_shots, seed=seed,
+                               noise_scale=record["noise_scale"], idle_noise=record["idle_noise"]))
+        charged.append((pub_shots, isa_summary(isa)["duration_seconds"]))
+    return pubs, estimate_job_seconds(charged)
