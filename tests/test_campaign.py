@@ -22,13 +22,14 @@ class FixedCost(CostEstimator):
     def __init__(self, seconds: float) -> None:
         self.fixed = seconds
 
-    def seconds(self, spec: RunSpec) -> float:
+    def job_seconds(self, specs) -> float:
         return self.fixed
 
 
-def campaign_config(*, sessions=10, budget=100.0, accounts=1, window_days=28, every_hours=24) -> dict:
+def campaign_config(*, sessions=10, budget=100.0, accounts=1, window_days=28, every_hours=24, pubs_per_job=1) -> dict:
+    # One run per job unless asked: a session is then three jobs (probe and two arms).
     config = {
-        "provider": {"name": "local", "backend": "fake_fez"},
+        "provider": {"name": "local", "backend": "fake_fez", "pubs_per_job": pubs_per_job},
         "accounts": [{"name": f"acct{i}", "budget_seconds": budget} for i in range(accounts)],
         "budget": {"window_days": window_days, "reserve_seconds": 0},
         "experiments": {"dep": {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": sessions,
@@ -40,6 +41,14 @@ def campaign_config(*, sessions=10, budget=100.0, accounts=1, window_days=28, ev
 
 def runs_of(config):
     return {spec.key: spec for spec in plan_runs(config)}
+
+
+def test_a_session_s_arms_are_planned_as_one_job_when_runs_are_packed(tmp_path):
+    config = campaign_config(sessions=4, pubs_per_job=8)  # probe alone, both arms in one job
+    plan = plan_campaign(runs_of(config), config, Paths.from_config(config, tmp_path), [], T0,
+                         estimator=FixedCost(5.0))
+    assert len(plan.jobs) == 8 and plan.total_seconds == 40
+    assert sum(j.run_key.endswith("_calibration-2") for j in plan.jobs) == 4
 
 
 def test_a_campaign_within_budget_fits_and_says_when_it_ends(tmp_path):

@@ -271,3 +271,44 @@ def test_a_revoked_token_is_replaced_by_signing_in_again(study, small_config, em
     infos = provider.statuses([m.job_id for m in markers])
     assert all(info.state.value in ("QUEUED", "RUNNING", "DONE") for info in infos.values())
     assert [r for r in emu.requests() if r["status"] == 401], "the old token was really refused"
+
+
+def test_packed_runs_through_the_real_client_one_post_one_download_per_job(study, small_config, emu):
+    """Several runs as the PUBs of one IBM job: one accepted POST and one result download per
+    job, each run's result from its own PUB, and the usage the service charges close to the
+    estimate (it rounds each job up to whole seconds)."""
+    small_config["experiments"]["sc"]["repetitions"] = 3
+    small_config["experiments"]["sc"]["logical_states"] = ["0", "+"]
+    use_ibm(study, small_config, pubs_per_job=4)
+    env = ibm_env(emu)
+    snakemake(study, "submit", env=env)
+    assert "Nothing to be done" in snakemake(study, "submit", env=env).all
+    markers = {m["run_key"]: m for m in (json.loads(p.read_text()) for p in (study / "results" / "submitted").glob("*/*.json"))}
+    assert len(markers) == 7  # 6 surface-code runs (4 + 2 PUBs) and one deployment arm
+    submits = [r for r in emu.requests("submit") if r["status"] == 200]
+    jobs = {m["job_id"] for m in markers.values()}
+    assert len(submits) == len(jobs) == 3
+    for job_id in jobs:
+        members = sorted((m for m in markers.values() if m["job_id"] == job_id), key=lambda m: m["pub_index"])
+        assert [m["pub_index"] for m in members] == list(range(len(members)))
+        emulated = emu.job(job_id)
+        assert [t for t in emulated["tags"] if t.startswith("run:")] == [f"run:{m['run_key'].split('/')[1]}" for m in members]
+    emu.clear_requests()
+    out = snakemake(study, "collect", env=env)
+    assert "Completed: 7/7" in out.all
+    assert len(emu.requests("results")) == 3, "one download per job, not per run"
+    charged = {j["id"]: j["usage_seconds"] for j in emu.jobs()}
+    for key, marker in markers.items():
+        result = json.loads((study / "results" / "collected" / f"{key}.json").read_text())
+        assert result["job_id"] == marker["job_id"] and result["usage_seconds"] == charged[marker["job_id"]]
+        estimate = marker["estimated_qpu_seconds"]
+        assert estimate <= charged[marker["job_id"]] <= estimate + 1
+    # Each run decodes as its own logical state would: |0> and |+> share jobs, so a swapped
+    # PUB would put a |+> shot record under a |0> run (the observables differ).
+    analysis = snakemake(study, "analyze", env=env)
+    assert analysis.returncode == 0
+    import pandas as pd
+
+    runs = pd.read_csv(study / "results" / "analysis" / "runs.csv")
+    sc = runs[runs["experiment"] == "sc"]
+    assert len(sc) == 6 and (sc["decoded_rate"] < 0.2).all()

@@ -49,8 +49,11 @@ def plan(runs: int, scratch: Path, *, profile_to: Path | None = None,
                                "the what-if patch does not apply")
         run = snakemake(study, "-n", "--cores", "1", "submit", profile_to=profile_to).check()
     stats = job_stats(run.output)
-    if stats.get("submit_job") != runs:
-        raise RuntimeError(f"expected {runs} submit_job jobs in the dry run, got {stats}")
+    from qpuflow.batches import RUNS_PER_SNAKEMAKE_JOB
+
+    expected = -(-runs // RUNS_PER_SNAKEMAKE_JOB)  # one submit_batch per 50 runs of one experiment
+    if stats.get("submit_batch") != expected:
+        raise RuntimeError(f"expected {expected} submit_batch jobs for {runs} runs in the dry run, got {stats}")
     return run.seconds, stats, run.output
 
 
@@ -109,7 +112,7 @@ def find_fan_in_out(output: str, runs: int) -> list[FanInOut]:
 def split_budget_fan_in(study: Path) -> bool:
     """What-if patch of the study's copy: budget_check reads one manifest instead of N files.
 
-    The manifest rule has the N ISA-info inputs and a single consumer, so the N submit_job
+    The manifest rule has the N ISA-info inputs and a single consumer, so the N submit
     jobs that need the budget flag each scan a 1-file input list instead of N.
     """
     path = study / "workflow" / "rules" / "submit.smk"

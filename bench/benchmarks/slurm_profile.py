@@ -26,7 +26,7 @@ from benchlib.study import dry_run_jobs, job_stats, snakemake, temp_study
 PROFILE = "workflow/profiles/slurm"
 PLUGINS = ("snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep")
 # Rules that call the provider API; any rule declaring the ibm_api resource counts too.
-API_RULES = ("submit_job", "budget_check", "collect")
+API_RULES = ("submit_batch", "budget_check", "collect")
 COMPUTE_RESOURCES = ("runtime", "mem_mb", "cpus_per_task")
 
 STUDY_CONFIG: dict[str, Any] = {
@@ -152,7 +152,7 @@ def api_rules(rules: Mapping[str, Any]) -> list[str]:
         Target("compute_rules_missing_resources", "==", 0,
                "every SLURM job has runtime, mem_mb and cpus_per_task"),
         Target("api_rules_on_compute_nodes", "==", 0,
-               "rules that talk to the provider API (submit_job, budget_check, collect) run on the login node"),
+               "rules that talk to the provider API (submit_batch, budget_check, collect) run on the login node"),
     ),
 )
 def slurm_profile(ctx: Context) -> dict[str, Any]:

@@ -24,17 +24,35 @@ BATCH_TAG_PREFIX = "qpuflow-batch-"
 RUN_TAG_PREFIX = "qpuflow-run-"
 
 
+# Runs one Snakemake job transpiles and submits (as ceil(runs / pubs_per_job) provider jobs).
+# Snakemake's bookkeeping costs ~15-30 ms per job and its scheduler rescans ready jobs every
+# round; a job per run made orchestration 1.4-1.7x the work itself (bench/RESULTS.md,
+# submit_overhead). Nothing depends on the size: every provider job is still sent exactly once
+# with its own ledger lines, and a batch that fails half way leaves markers for what was sent.
+RUNS_PER_SNAKEMAKE_JOB = 50
+
+
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """Runs to submit as one job, in PUB order."""
+    """Runs handled by one Snakemake job: one or more provider jobs, each a tuple of run keys
+    in PUB order."""
 
     experiment: str
-    keys: tuple[str, ...]
+    jobs: tuple[tuple[str, ...], ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for job in self.jobs for key in job)
 
     @property
     def name(self) -> str:
         """``<first run>-<number of runs>``: unique among pending batches, readable in paths."""
-        return f"{self.keys[0].split('/', 1)[1]}-{len(self.keys)}"
+        return job_name(self.keys)
+
+
+def job_name(keys: Sequence[str]) -> str:
+    """``<first run>-<number of runs>`` (the experiment is left out)."""
+    return f"{keys[0].split('/', 1)[1]}-{len(keys)}"
 
 
 def pubs_per_job(config: dict[str, Any]) -> int:
@@ -47,8 +65,15 @@ def batch_group(spec: RunSpec) -> tuple[Any, ...]:
     return (spec.experiment, spec.backend, spec.provider, spec.session, spec.is_probe)
 
 
-def plan_batches(specs: Iterable[RunSpec], pubs_per_job: int) -> list[Batch]:
-    """Group runs (in their planned order) into jobs of at most ``pubs_per_job`` runs."""
+def plan_jobs(specs: Iterable[RunSpec], pubs_per_job: int) -> list[tuple[str, ...]]:
+    """Group runs (in their planned order) into provider jobs of at most ``pubs_per_job`` runs."""
+    return [job for batch in plan_batches(specs, pubs_per_job) for job in batch.jobs]
+
+
+def plan_batches(specs: Iterable[RunSpec], pubs_per_job: int,
+                 runs_per_batch: int = RUNS_PER_SNAKEMAKE_JOB) -> list[Batch]:
+    """Provider jobs (``pubs_per_job`` runs at most, of one group, in planned order), gathered
+    into Snakemake jobs of about ``runs_per_batch`` runs (never splitting a provider job)."""
     if pubs_per_job < 1:
         raise ValueError(f"provider.pubs_per_job must be at least 1, got {pubs_per_job}")
     groups: dict[tuple[Any, ...], list[RunSpec]] = {}
@@ -56,9 +81,15 @@ def plan_batches(specs: Iterable[RunSpec], pubs_per_job: int) -> list[Batch]:
         groups.setdefault(batch_group(spec), []).append(spec)
     batches = []
     for members in groups.values():
-        for start in range(0, len(members), pubs_per_job):
-            chunk = members[start:start + pubs_per_job]
-            batches.append(Batch(chunk[0].experiment, tuple(s.key for s in chunk)))
+        jobs = [tuple(s.key for s in members[i:i + pubs_per_job]) for i in range(0, len(members), pubs_per_job)]
+        current: list[tuple[str, ...]] = []
+        for job in jobs:
+            if current and sum(map(len, current)) + len(job) > max(runs_per_batch, pubs_per_job):
+                batches.append(Batch(members[0].experiment, tuple(current)))
+                current = []
+            current.append(job)
+        if current:
+            batches.append(Batch(members[0].experiment, tuple(current)))
     return batches
 
 
@@ -113,7 +144,7 @@ def batch_record(keys: Sequence[str], job_tags_in_order: Sequence[str]) -> dict[
     """What a marker records about the job's other runs (``None`` for a one-run job)."""
     if len(keys) == 1:
         return None
-    return {"name": f"{keys[0].split('/', 1)[1]}-{len(keys)}", "tag": batch_tag(keys, job_tags_in_order),
+    return {"name": job_name(keys), "tag": batch_tag(keys, job_tags_in_order),
             "runs": list(keys)}
 
 

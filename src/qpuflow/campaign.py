@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from qpuflow.budget import estimate_qpu_seconds, job_usage
+from qpuflow.batches import job_name, plan_jobs, pubs_per_job
+from qpuflow.budget import estimate_job_seconds, job_usage
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import parse_time
@@ -81,16 +82,23 @@ class CostEstimator:
         self._durations: dict[tuple[Any, ...], float | None] = {}
 
     def seconds(self, spec: RunSpec) -> float:
+        """QPU seconds of the run sent as a job of its own."""
+        return self.job_seconds([spec])
+
+    def job_seconds(self, specs: Sequence[RunSpec]) -> float:
+        """QPU seconds of one job carrying ``specs`` as its PUBs (one per-job overhead)."""
+        return estimate_job_seconds([(spec.shots, self.duration(spec)) for spec in specs])
+
+    def duration(self, spec: RunSpec) -> float | None:
+        """Scheduled duration of the run's ISA circuit, in seconds."""
         info_path = self.paths.isa_info(spec)
         if info_path.exists():
-            duration = read_json(info_path, "transpile info").get("duration_seconds")
-        else:
-            shape = (spec.experiment, spec.kind, spec.distance, spec.rounds, spec.logical_state,
-                     spec.probe_delays_us, spec.probe_qubits, spec.backend)
-            if shape not in self._durations:
-                self._durations[shape] = self._representative_duration(spec)
-            duration = self._durations[shape]
-        return estimate_qpu_seconds(shots=spec.shots, circuit_duration=duration)
+            return read_json(info_path, "transpile info").get("duration_seconds")
+        shape = (spec.experiment, spec.kind, spec.distance, spec.rounds, spec.logical_state,
+                 spec.probe_delays_us, spec.probe_qubits, spec.backend)
+        if shape not in self._durations:
+            self._durations[shape] = self._representative_duration(spec)
+        return self._durations[shape]
 
     def _representative_duration(self, spec: RunSpec) -> float | None:
         from qpuflow.stages import current_backend, default_layout, logical_circuit
@@ -133,18 +141,26 @@ def plan_campaign(runs: Mapping[str, RunSpec], config: dict[str, Any], paths: Pa
     reserve = float(config["budget"]["reserve_seconds"])
     limits = {a["name"]: float(a["budget_seconds"]) for a in config["accounts"]}
     spent: dict[str, list[tuple[datetime, float]]] = {name: [] for name in limits}
+    counted: set[str] = set()  # a job carrying several runs is charged once
     for key, marker in accepted.items():
-        if marker.get("account") in spent:
+        if marker.get("account") in spent and marker["job_id"] not in counted:
+            counted.add(marker["job_id"])
             spent[marker["account"]].append((parse_time(marker["submission_time"]), job_usage(marker, paths.result(key))))
     for name, seconds in (outside_usage or {}).items():
         if name in spent and seconds > 0:
             spent[name].append((at, float(seconds)))
     used_now = {name: _used(items, at, window) for name, items in spent.items()}
     times = planned_times(runs, config, events, at)
-    todo = sorted((times[key], key) for key in runs if key not in accepted)
+    # Runs due at the same time are packed into jobs as submit packs them (provider.pubs_per_job).
+    due: dict[datetime, list[RunSpec]] = {}
+    for key in runs:
+        if key not in accepted:
+            due.setdefault(times[key], []).append(runs[key])
+    todo = [(when, job) for when in sorted(due) for job in plan_jobs(due[when], pubs_per_job(config))]
     jobs, first_unfit, fits_at = [], None, None
-    for when, key in todo:
-        cost = estimator.seconds(runs[key])
+    for when, members in todo:
+        cost = estimator.job_seconds([runs[k] for k in members])
+        key = members[0] if len(members) == 1 else f"{runs[members[0]].experiment}/{job_name(members)}"
         spendable = {name: limits[name] - reserve - _used(items, when, window) for name, items in spent.items()}
         account = max(sorted(spendable), key=lambda n: spendable[n])
         if spendable[account] < cost:

@@ -54,7 +54,7 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     ``accounts``: pay with these, round-robin (the seed's ``--api-key-index``/``--submit-all``);
     default: whichever account has most budget left.
     """
-    from qpuflow.batches import plan_batches, pubs_per_job
+    from qpuflow.batches import plan_jobs, pubs_per_job
     from qpuflow.plan import plan_retries
     from qpuflow.records import Result
     from qpuflow.campaign import check_campaign_start
@@ -82,13 +82,13 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     for spec in pending:
         ensure_isa(spec, config, paths, runs)
     check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job
-    for i, batch in enumerate(plan_batches(pending, pubs_per_job(config))):
+    for i, job in enumerate(plan_jobs(pending, pubs_per_job(config))):
         account = accounts[i % len(accounts)] if accounts else None
-        markers = submit_batch([runs[key] for key in batch.keys], config=config, paths=paths, account=account,
+        markers = submit_batch([runs[key] for key in job], config=config, paths=paths, account=account,
                                api_key_index=names.index(account) if account else None)
         written.extend(markers)
         for marker in markers:
-            pub = f", PUB {marker.pub_index + 1} of {len(batch.keys)}" if len(batch.keys) > 1 else ""
+            pub = f", PUB {marker.pub_index + 1} of {len(job)}" if len(job) > 1 else ""
             print(f"Submitted {marker.run_key}: job {marker.job_id} ({marker.account}{pub})", flush=True)
     skipped = len(specs) - len(pending)
     if skipped:

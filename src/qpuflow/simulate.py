@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -770,9 +771,29 @@ def sample_isa(
             raise  # a Clifford ISA instruction stim_translation cannot write
     else:
         tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
-    sampler = tr.circuit().compile_sampler(seed=seed)
-    samples = sampler.sample(shots)
+    samples = _compile_and_sample(tr.circuit(), seed=seed, shots=shots)
     return _registers_from_samples(isa, samples, tr.clbit_records)
+
+
+_STIM_FIRST_USE = threading.Lock()
+_stim_ready = False
+
+
+def _compile_and_sample(circuit: Any, *, seed: int, shots: int) -> np.ndarray:
+    """``circuit.compile_sampler(seed).sample(shots)``, the process's first call alone.
+
+    stim imports Python modules lazily from inside its C++ code on first use; two threads doing
+    that at once (two `simulate_local_job` rules in one Snakemake process with --cores 2)
+    deadlock, one holding the GIL and the other the import. After the first call it is safe.
+    """
+    global _stim_ready
+    if not _stim_ready:
+        with _STIM_FIRST_USE:
+            if not _stim_ready:
+                samples = circuit.compile_sampler(seed=seed).sample(shots)
+                _stim_ready = True
+                return samples
+    return circuit.compile_sampler(seed=seed).sample(shots)
 
 
 def _mmap_of(isa: QuantumCircuit) -> MeasurementMap:

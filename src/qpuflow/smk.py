@@ -100,13 +100,16 @@ def transpile_batch(smk: Any) -> None:
 
 
 def submit_batch(smk: Any) -> None:
-    """Send one job carrying the batch's runs as PUBs (once, ever); write markers and the batch file."""
+    """Send the batch's provider jobs, each carrying its runs as PUBs (each once, ever); write
+    the runs' markers and the batch file."""
     from qpuflow.batches import write_batch_file
     from qpuflow.submit import submit_batch as send
 
     paths = Paths.from_config(smk.config)
-    specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
-    markers = send(specs, config=smk.config, paths=paths)
+    specs = {spec.key: spec for spec in (RunSpec.from_json(dict(data)) for data in smk.params.specs)}
+    markers = []
+    for job in smk.params.jobs:
+        markers.extend(send([specs[key] for key in job], config=smk.config, paths=paths))
     write_batch_file(Path(smk.output.batch), smk.wildcards.batch, markers)
 
 

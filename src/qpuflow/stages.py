@@ -105,14 +105,25 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
 
 def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
                       selection_path: Path | None = None) -> dict[str, Any]:
-    """The run's transpile record, transpiling (and building its circuit) only if missing."""
+    """The run's transpile record, transpiling (and building its circuit) only if missing or
+    made for a run with other parameters (another run id)."""
     isa, info = paths.isa(spec), paths.isa_info(spec)
     if isa.exists() and info.exists():
-        return read_json(info, "transpile info")
+        record = read_json(info, "transpile info")
+        if record.get("run_id") == spec.run_id():
+            return record
     circuit = paths.circuit(spec)
-    if not circuit.exists():
+    if not circuit.exists() or _circuit_run_id(circuit) != spec.run_id():
         build_circuit(spec, circuit)
     return transpile_run(spec, circuit, isa, info, config=config, paths=paths, selection_path=selection_path)
+
+
+def _circuit_run_id(path: Path) -> str | None:
+    from qiskit import qpy
+
+    with open(path, "rb") as fh:
+        (circuit,) = qpy.load(fh)
+    return (circuit.metadata or {}).get("run_id")
 
 
 class PreflightError(RuntimeError):

@@ -384,7 +384,7 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
     submit will pack them (``provider.pubs_per_job``) and each job is estimated from its runs'
     transpile records. Returns job (``experiment/batch``) -> estimated seconds.
     """
-    from qpuflow.batches import plan_batches, pubs_per_job
+    from qpuflow.batches import job_name, plan_jobs, pubs_per_job
     from qpuflow.budget import check_study_fits
 
     factory = _cached(provider_factory or (lambda name: make_provider(config, account=name, local_store=paths.local_store)))
@@ -392,10 +392,10 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
     events = ledger.events()
     pending = {spec.key: spec for spec in specs if ledger.history(spec.key, events).accepted is None}
     costs = {}
-    for batch in plan_batches(pending.values(), pubs_per_job(config)):
+    for job in plan_jobs(pending.values(), pubs_per_job(config)):
         pubs = [(pending[key].shots, read_json(paths.isa_info(pending[key]), "transpile info").get("duration_seconds"))
-                for key in batch.keys]
-        costs[f"{batch.experiment}/{batch.name}"] = estimate_job_seconds(pubs)
+                for key in job]
+        costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = estimate_job_seconds(pubs)
     if costs:
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
         check_study_fits(costs, with_service_usage(usage, factory, only=None), source=source)

@@ -106,6 +106,10 @@ class Study:
     def batch_specs(self, exp: str, batch: str) -> list[dict[str, Any]]:
         return [self.runs[key].to_json() for key in self.batch(exp, batch).keys]
 
+    def batch_jobs(self, exp: str, batch: str) -> list[list[str]]:
+        """The batch's provider jobs: run keys in PUB order."""
+        return [list(job) for job in self.batch(exp, batch).jobs]
+
     def batch_selection(self, exp: str, batch: str) -> list[str]:
         """The session's selection file for a batch of deployment arms (nothing otherwise)."""
         first = self.runs[self.batch(exp, batch).keys[0]]

@@ -55,6 +55,10 @@ def get_batch_specs(wildcards):
     return STUDY.batch_specs(wildcards.exp, wildcards.batch)
 
 
+def get_batch_jobs(wildcards):
+    return STUDY.batch_jobs(wildcards.exp, wildcards.batch)
+
+
 def get_batch_selection(wildcards):
     return STUDY.batch_selection(wildcards.exp, wildcards.batch)
 

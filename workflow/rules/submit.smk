@@ -30,16 +30,17 @@ rule budget_check:
 
 
 rule submit_batch:
-    """Submit one job carrying a batch of runs as its PUBs (provider.pubs_per_job), exactly
-    once, and write each run's marker; the batch file records which job and PUB each run got.
+    """Submit a batch of runs (up to batches.RUNS_PER_SNAKEMAKE_JOB) as provider jobs carrying
+    provider.pubs_per_job runs each as PUBs, each job exactly once; write each run's marker.
+    The batch file records which job and PUB each run got.
 
     Only batches of pending runs are ever planned (wf.Study: a run with a marker, or accepted
     in the ledger, is not pending), so code, params or upstream changes never bring a
     submitted run back; the ledger catches everything else (-F, --rerun-incomplete, a deleted
     .snakemake/) and restores markers without submitting. One Snakemake job per batch, and one
     input shared by all of them, keeps Snakemake's per-job bookkeeping off the per-run path
-    (bench/RESULTS.md, submit_overhead). With one run per job, a deployment session's second
-    arm waits for the first (`after`), so the arms go out in their recorded random order.
+    (bench/RESULTS.md, submit_overhead). A session's arms go out in their recorded random order
+    (within a batch in order; `after` if they ever fall in two batches).
     """
     input:
         budget=f"{R}/ledger/budget_checked.flag",
@@ -48,6 +49,7 @@ rule submit_batch:
         batch=f"{R}/submitted/{{exp}}/batches/{{batch}}.json",
     params:
         specs=get_batch_specs,
+        jobs=get_batch_jobs,
     resources:
         ibm_api=1,
     log:

@@ -21,9 +21,9 @@ rule transpile:
 
 
 rule transpile_batch:
-    """Build, transpile and check (noiseless preflight) every run of one pending job.
+    """Build, transpile and check (noiseless preflight) every run of one pending batch.
 
-    One Snakemake job per job to submit, not per run: ISA files (and their .json records) are
+    One Snakemake job per batch (see submit_batch), not per run: ISA files (and their .json records) are
     written by the library in place, those already there kept; the manifest lists them with
     their hashes. (The per-run `transpile` rule makes the same files on explicit request.)
     """
