@@ -133,9 +133,10 @@ print(f"BARE listed {len(states)} downloaded {len(list(out.glob('*.json')))}")
 
 
 def study_config(runs: int) -> dict[str, Any]:
-    """N small runs (d=3 repetition code, 1 round, 100 shots) on the IBM provider, account env:EMU."""
+    """N small runs (d=3 repetition code, 1 round, 100 shots) on the IBM provider, account env:EMU,
+    one run per job (the target is about N jobs)."""
     return {
-        "provider": {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120,
+        "provider": {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120, "pubs_per_job": 1,
                      "ibm": {"backoff_seconds": 0.1}},
         "accounts": [{"name": "env:EMU", "budget_seconds": 1e9}],
         "transpile": {"optimization_level": 1, "seed": 7},

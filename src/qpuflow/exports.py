@@ -1,8 +1,9 @@
 """The seed's export files, derived from markers and results (never the source of truth).
 
-* ``results/ibm_experiments/submitted_jobs_YYYYMMDD_HHMMSS.jsonl``: one line per job
-  submitted (or adopted) in one submit run.
-* ``results/ibm_experiments/collected_results_YYYYMMDD_HHMMSS.json``: one entry per job seen
+* ``results/ibm_experiments/submitted_jobs_YYYYMMDD_HHMMSS.jsonl``: one line per run
+  submitted (or adopted) in one submit run, its marker; runs packed into one job
+  (``provider.pubs_per_job``) share its ``job_id`` and differ in ``run_key`` and ``pub_index``.
+* ``results/ibm_experiments/collected_results_YYYYMMDD_HHMMSS.json``: one entry per run seen
   by one collect run, with the seed's status words.
 """
 
