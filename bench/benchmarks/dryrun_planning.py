@@ -49,9 +49,14 @@ def plan(runs: int, scratch: Path, *, profile_to: Path | None = None,
                                "the what-if patch does not apply")
         run = snakemake(study, "-n", "--cores", "1", "submit", profile_to=profile_to).check()
     stats = job_stats(run.output)
-    from qpuflow.batches import RUNS_PER_SNAKEMAKE_JOB
+    import json
 
-    expected = -(-runs // RUNS_PER_SNAKEMAKE_JOB)  # one submit_batch per 50 runs of one experiment
+    from qpuflow.batches import plan_batches, pubs_per_job
+    from qpuflow.config import validate_config
+    from qpuflow.plan import plan_runs
+
+    config = validate_config(json.loads(json.dumps(surface_code_config(runs=runs))))
+    expected = len(plan_batches(plan_runs(config), pubs_per_job(config)))  # one submit_batch per <= 50 runs
     if stats.get("submit_batch") != expected:
         raise RuntimeError(f"expected {expected} submit_batch jobs for {runs} runs in the dry run, got {stats}")
     return run.seconds, stats, run.output
