@@ -96,6 +96,12 @@ def test_snakemake_batches_gather_whole_jobs():
         assert all(len(b.keys) <= max(RUNS_PER_SNAKEMAKE_JOB, pubs) for b in batches)
         assert len({b.name for b in batches}) == len(batches)
     assert len(plan_batches(planned, 1)) == math.ceil(140 / RUNS_PER_SNAKEMAKE_JOB)
+    # A session's arms, one per job, are still handled by one Snakemake job, in their order.
+    config["experiments"]["dep"] = {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": 2, "shots": 64,
+                                    "arms": ["calibration", "drift_aware"]}
+    arms = [s for s in specs(config) if s.experiment == "dep" and not s.is_probe and s.session == 1]
+    (batch,) = plan_batches(arms, 1, runs_per_batch=1)
+    assert batch.jobs == tuple((s.key,) for s in arms)
 
 
 def test_a_jobs_composition_is_read_back_from_its_tags_and_a_reordering_is_caught():

@@ -73,18 +73,23 @@ def plan_jobs(specs: Iterable[RunSpec], pubs_per_job: int) -> list[tuple[str, ..
 def plan_batches(specs: Iterable[RunSpec], pubs_per_job: int,
                  runs_per_batch: int = RUNS_PER_SNAKEMAKE_JOB) -> list[Batch]:
     """Provider jobs (``pubs_per_job`` runs at most, of one group, in planned order), gathered
-    into Snakemake jobs of about ``runs_per_batch`` runs (never splitting a provider job)."""
+    into Snakemake jobs of about ``runs_per_batch`` runs (never splitting a provider job).
+
+    A deployment session's runs always stay in one batch, so its arms are sent one after the
+    other, in their recorded order, by one process.
+    """
     if pubs_per_job < 1:
         raise ValueError(f"provider.pubs_per_job must be at least 1, got {pubs_per_job}")
     groups: dict[tuple[Any, ...], list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(batch_group(spec), []).append(spec)
     batches = []
-    for members in groups.values():
+    for group, members in groups.items():
         jobs = [tuple(s.key for s in members[i:i + pubs_per_job]) for i in range(0, len(members), pubs_per_job)]
+        limit = max(runs_per_batch, pubs_per_job) if group[3] is None else len(members)  # [3]: the session
         current: list[tuple[str, ...]] = []
         for job in jobs:
-            if current and sum(map(len, current)) + len(job) > max(runs_per_batch, pubs_per_job):
+            if current and sum(map(len, current)) + len(job) > limit:
                 batches.append(Batch(members[0].experiment, tuple(current)))
                 current = []
             current.append(job)

@@ -115,13 +115,6 @@ class Study:
         first = self.runs[self.batch(exp, batch).keys[0]]
         return self.selection_path(first.experiment, first.run)
 
-    def batch_after(self, exp: str, batch: str) -> list[str]:
-        """The batch file of the job carrying the arm submitted just before this batch's first
-        run, when that arm is pending in another job (one arm per job keeps the arms' order)."""
-        first = self.runs[self.batch(exp, batch).keys[0]]
-        before = [self.paths.key_of_marker(Path(p)) for p in self.preceding_marker(first.experiment, first.run)]
-        return [self.batch_path(b) for b in self._batches.values() if before and before[0] in b.keys and b.name != batch]
-
     @functools.cached_property
     def _events(self) -> list[dict[str, Any]]:
         from qpuflow.ledger import Ledger
@@ -154,19 +147,6 @@ class Study:
             raise ValueError(f"{exp} session {session}: no collected probe yet; run collect first")
         return {"probe_marker": str(self._rel(self.paths.marker(probe.key))),
                 "probe_result": str(self._rel(self.paths.result(probe.key)))}
-
-    def preceding_marker(self, exp: str, run: str) -> list[str]:
-        """The marker of the arm submitted just before this one in its session's random order."""
-        from qpuflow.plan import configured_arm_order, session_run
-
-        spec = self.spec(exp, run)
-        if spec.arm is None or spec.attempt:
-            return []
-        order = configured_arm_order(self.config, spec.experiment, spec.session)
-        position = order.index(spec.arm)
-        if position == 0:
-            return []
-        return [str(self._rel(self.paths.marker(f"{spec.experiment}/{session_run(spec.session, order[position - 1])}")))]
 
     def _rel(self, path: Path) -> Path:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)

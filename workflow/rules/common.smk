@@ -63,10 +63,6 @@ def get_batch_selection(wildcards):
     return STUDY.batch_selection(wildcards.exp, wildcards.batch)
 
 
-def get_batch_after(wildcards):
-    return STUDY.batch_after(wildcards.exp, wildcards.batch)
-
-
 def get_transpiled_manifests(wildcards):
     return STUDY.transpiled_manifests()
 

@@ -39,12 +39,11 @@ rule submit_batch:
     submitted run back; the ledger catches everything else (-F, --rerun-incomplete, a deleted
     .snakemake/) and restores markers without submitting. One Snakemake job per batch, and one
     input shared by all of them, keeps Snakemake's per-job bookkeeping off the per-run path
-    (bench/RESULTS.md, submit_overhead). A session's arms go out in their recorded random order
-    (within a batch in order; `after` if they ever fall in two batches).
+    (bench/RESULTS.md, submit_overhead). A deployment session's runs are always one batch, so its
+    arms go out one after the other in their recorded random order.
     """
     input:
         budget=f"{R}/ledger/budget_checked.flag",
-        after=ancient(get_batch_after),
     output:
         batch=f"{R}/submitted/{{exp}}/batches/{{batch}}.json",
     params:
