@@ -229,7 +229,7 @@ def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
         ax.set_xticks(list(x), [f"|{s}>" for s in frame["logical_state"]])
         ax.set_xlim(-0.6, len(frame) - 0.4)
         ax.set_xlabel("prepared logical state")
-        ax.set_ylabel("logical error rate per job (95% CI)")
+        ax.set_ylabel("logical error rate per shot (95% CI)")
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
@@ -284,7 +284,7 @@ def print_decoded_summary(summary: pd.DataFrame, console: Any = None) -> None:
         console.print("No completed jobs to analyse yet: run `snakemake --cores 1 collect` first.")
         return
     # Fits 80 columns: the raw rate's interval is in summary.csv.
-    table = Table(title="Logical error rate per job (pooled; decoded with 95% Wilson CI)")
+    table = Table(title="Logical error rate per shot (pooled over runs; decoded with 95% Wilson CI)")
     for name in ("experiment", "d", "r", "state", "shots", "raw", "decoded", "95% CI"):
         table.add_column(name, justify="left" if name == "experiment" else "right", no_wrap=True)
     for row in summary.itertuples():
