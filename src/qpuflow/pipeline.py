@@ -19,14 +19,12 @@ log = logging.getLogger("qpuflow.pipeline")
 
 
 def ensure_isa(spec: RunSpec, config: dict[str, Any], paths: Paths, runs: dict[str, RunSpec] | None = None) -> None:
-    """Build and transpile a run's circuit unless its files exist already.
+    """Build and transpile a run's circuit unless its files exist already (for this run id).
 
     A deployment arm first needs its session's selection (made now, from the collected probe).
     """
-    from qpuflow.stages import build_circuit, select_session, transpile_run
+    from qpuflow.stages import ensure_transpiled, select_session
 
-    if not paths.circuit(spec).exists():
-        build_circuit(spec, paths.circuit(spec))
     selection = None
     if spec.kind == "deployment":
         assert spec.session is not None
@@ -34,9 +32,7 @@ def ensure_isa(spec: RunSpec, config: dict[str, Any], paths: Paths, runs: dict[s
         if not selection.exists():
             select_session(spec.experiment, spec.session, selection, config=config, paths=paths,
                            **_probe_inputs(spec, runs or {spec.key: spec}, paths))
-    if not (paths.isa(spec).exists() and paths.isa_info(spec).exists()):
-        transpile_run(spec, paths.circuit(spec), paths.isa(spec), paths.isa_info(spec), config=config, paths=paths,
-                      selection_path=selection)
+    ensure_transpiled(spec, config=config, paths=paths, selection_path=selection)
 
 
 def _probe_inputs(spec: RunSpec, runs: dict[str, RunSpec], paths: Paths) -> dict[str, Path]:

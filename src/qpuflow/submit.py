@@ -134,7 +134,7 @@ def _send(specs: list[RunSpec], isa: Mapping[str, tuple[Path, Path]], infos: Map
         raise ValueError(f"{label}: runs on different backends or providers cannot share a job")
     for spec in specs:
         _check_isa_before_spending(spec, isa[spec.key][0], infos[spec.key])
-    cost = estimate_job_seconds([(spec.shots, infos[spec.key].get("duration_seconds")) for spec in specs])
+    cost = _job_seconds(specs, infos)
     limit = int(config["provider"]["max_execution_time"])
     if cost > limit:
         raise ValueError(
@@ -202,7 +202,7 @@ def _adopt(found: tuple[JobInfo, str], candidates: Sequence[RunSpec], isa: Mappi
     batch = batch_record(keys, [tag for _, tag in pubs])
     by_tag = {spec.job_tag(): spec for spec in candidates}
     mine = [(index, by_tag[tag]) for index, (_, tag) in enumerate(pubs) if tag in by_tag]
-    cost = estimate_job_seconds([(spec.shots, infos[spec.key].get("duration_seconds")) for _, spec in mine])
+    cost = _job_seconds([spec for _, spec in mine], infos)
     markers = []
     for index, spec in mine:
         marker = _make_marker(spec, job_id=job.job_id, account=account_name, info=infos[spec.key], config=config,
@@ -218,6 +218,11 @@ def _adopt(found: tuple[JobInfo, str], candidates: Sequence[RunSpec], isa: Mappi
     _cancel_duplicates(first.key, _job_lookup_tag(list(job.tags), first), job.job_id, factory(account_name), ledger,
                        [spec.run_id() for _, spec in mine])
     return markers
+
+
+def _job_seconds(specs: Sequence[RunSpec], infos: Mapping[str, dict[str, Any]]) -> float:
+    """Estimated QPU seconds of one job carrying ``specs``, from their transpile records."""
+    return estimate_job_seconds([(spec.shots, infos[spec.key].get("duration_seconds")) for spec in specs])
 
 
 def _job_lookup_tag(tags: Sequence[str], spec: RunSpec) -> str:
@@ -393,9 +398,9 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
     pending = {spec.key: spec for spec in specs if ledger.history(spec.key, events).accepted is None}
     costs = {}
     for job in plan_jobs(pending.values(), pubs_per_job(config)):
-        pubs = [(pending[key].shots, read_json(paths.isa_info(pending[key]), "transpile info").get("duration_seconds"))
-                for key in job]
-        costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = estimate_job_seconds(pubs)
+        specs_of_job = [pending[key] for key in job]
+        infos = {spec.key: read_json(paths.isa_info(spec), "transpile info") for spec in specs_of_job}
+        costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = _job_seconds(specs_of_job, infos)
     if costs:
         usage = usage_by_account(config, ledger.accepted_markers(), lambda key: paths.result(key))
         check_study_fits(costs, with_service_usage(usage, factory, only=None), source=source)
