@@ -5,6 +5,11 @@ and points the client at it with ``handle.client_env()`` and ``handle.service_kw
 An autouse guard makes any connection or name lookup other than loopback fail, so a URL the
 client builds for IBM Cloud by mistake fails the test instead of leaving the machine.
 
+Every emulator here is strict (the default: the documented API contract, see
+test_emulator_contract.py for each rule). A test that is not about a rule may relax one of
+strict mode's settings (``billing_delay_seconds=0``, ``submit_rate_per_minute=None``) and
+says so.
+
 What the client does (qiskit-ibm-runtime 0.51), as these tests measure it:
 
 * 5xx on POST /jobs: retried (urllib3, 5 retries, back-off 0, 1, 2, 4, 8 s), so a job created
@@ -132,6 +137,17 @@ def wait_final(job, timeout: float = 60.0) -> str:
     return status
 
 
+def wait_billed(job, timeout: float = 15.0) -> float:
+    """A charged job's ``job.usage()`` once billing is complete (the client reports 0 while
+    the billing status is pending)."""
+    deadline = time.monotonic() + timeout
+    while (usage := job.usage()) == 0:
+        assert time.monotonic() < deadline, f"billing of {job.job_id()} still pending"
+        time.sleep(0.1)
+    assert job.metrics()["usage"] == {"qpu_charge_time_seconds": usage, "status": "complete"}
+    return usage
+
+
 def check_registers(result, shots: int) -> None:
     data = result[0].data
     assert data.a.num_shots == shots and data.b.num_bits == 9
@@ -146,7 +162,7 @@ def check_registers(result, shots: int) -> None:
 
 
 def test_backends_job_lifecycle_and_retrieval_from_another_service(start, isa):
-    handle = start(queue_seconds=0.5, run_seconds=0.8)
+    handle = start(queue_seconds=0.5, run_seconds=0.8, billing_delay_seconds=0.5)
     service = connect(handle)
     assert [b.name for b in service.backends()] == ["ibm_fez"]
     backend = service.backend("ibm_fez")
@@ -163,7 +179,7 @@ def test_backends_job_lifecycle_and_retrieval_from_another_service(start, isa):
     result = job.result()
     check_registers(result, 300)
     assert result[0].data.b.get_counts()["100000000"] > 240  # bit 0 rightmost
-    assert job.usage() == 3.0  # ceil(2 s overhead + 300 x (circuit + 250 us rep delay))
+    assert wait_billed(job) == 3.0  # ceil(2 s overhead + 300 x (circuit + 250 us rep delay))
     assert job.usage_estimation["quantum_seconds"] == pytest.approx(2.08, abs=0.01)
     stamps = job.metrics()["timestamps"]
     assert stamps["created"] < stamps["running"] < stamps["finished"]
@@ -185,7 +201,8 @@ def test_backends_job_lifecycle_and_retrieval_from_another_service(start, isa):
 def test_listing_filters_paging_count_and_cancel(start, isa):
     from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
 
-    handle = start(queue_seconds=120, max_page_size=2)  # jobs stay queued; pages of 2
+    # Jobs stay queued; pages of 2; six submissions in a row: the rate limit is not the subject.
+    handle = start(queue_seconds=120, max_page_size=2, submit_rate_per_minute=None)
     service = connect(handle)
     backend = service.backend("ibm_fez")
     jobs = [submit(backend, isa, tags=["list", f"n{i}"]) for i in range(5)]
@@ -252,8 +269,10 @@ def test_parametrized_pub_and_executor_sampler(start):
     qc.rz(theta, 0)
     qc.sx(0)
     qc.measure(0, 0)
+    qc.metadata = {"sweep": "t", "points": 3}
     sampler = SamplerV2(mode=backend)
     job = sampler.run([(qc, [[0.0], [math.pi], [0.0]])], shots=400)
+    assert job.result()[0].metadata["circuit_metadata"] == {"sweep": "t", "points": 3}
     data = job.result()[0].data
     assert data.shape == (3,) and data.c.num_shots == 400
     ones = data.c.to_bool_array(order="little")[..., 0].mean(axis=-1)
@@ -267,6 +286,7 @@ def test_parametrized_pub_and_executor_sampler(start):
     bell.cx(0, 1)
     bell.measure(q, c)
     bell_isa = transpile_isa(bell, load_backend("fake_fez"), seed=5)
+    bell_isa.metadata = {"run": "bell", "rep": 2, "tags": ["x", "y"]}
     executor = Sampler(mode=backend)
     executor.options.environment.job_tags = ["executor"]
     executor.options.twirling.enable_gates = True
@@ -274,7 +294,11 @@ def test_parametrized_pub_and_executor_sampler(start):
     executor.options.twirling.num_randomizations = 4
     executor.options.twirling.shots_per_randomization = 100
     ejob = executor.run([bell_isa])
-    counts = ejob.result()[0].data.c.get_counts()
+    eresult = ejob.result()
+    counts = eresult[0].data.c.get_counts()
+    # Circuit metadata travels as JSON in the payload's passthrough data and comes back in the
+    # pub result's metadata, as the client's post-processing expects.
+    assert eresult[0].metadata["circuit_metadata"] == {"run": "bell", "rep": 2, "tags": ["x", "y"]}
     assert sum(counts.values()) == 400
     assert counts.get("00", 0) + counts.get("11", 0) > 340 and min(counts.get("00", 0), counts.get("11", 0)) > 120
     assert handle.requests("submit")[-1]["status"] == 200
@@ -442,7 +466,7 @@ def test_dropped_connections(start, isa):
 def test_jobs_failed_or_cancelled_by_the_service(start, isa):
     from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError, RuntimeJobMaxTimeoutError
 
-    handle = start()
+    handle = start(billing_delay_seconds=0)  # charges readable at once
     service = connect(handle)
     backend = service.backend("ibm_fez")
     handle.set_faults(fail_tags=["boom"], fail_reason_code=1500, fail_reason="Internal error during execution",
@@ -534,6 +558,7 @@ def test_emulator_down_then_up_again(start, isa):
 
 def test_instances_tokens_and_usage_limit(start, isa):
     from qiskit_ibm_runtime.accounts.exceptions import InvalidAccountError
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
 
     handle = start(instances=[
         {"name": "open-a", "tokens": [TOKEN], "plan": "open", "usage_limit_seconds": 7},
@@ -555,12 +580,14 @@ def test_instances_tokens_and_usage_limit(start, isa):
     usage = service.usage()
     assert usage["usage_consumed_seconds"] == 8 and usage["usage_limit_reached"] is True
     assert usage["usage_remaining_seconds"] == 0
+    handle.clear_requests()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        blocked = submit(backend, isa)
-    assert any("usage limit" in str(w.message) for w in caught)
-    time.sleep(0.5)
-    assert blocked.status() == "QUEUED"  # waits for time to be made available
+        with pytest.raises(IBMRuntimeError, match="409") as info:  # the service refuses (strict)
+            submit(backend, isa)
+    assert any("usage limit" in str(w.message) for w in caught)  # the client warned first
+    assert "Usage exceeds instance limit" in str(info.value.__context__)
+    assert [r["status"] for r in handle.requests("submit")] == [409] and len(handle.jobs()) == 2
     other = connect(handle, token=OTHER_TOKEN, instance="premium-b")  # by name
     assert other.jobs() == [] and other.usage()["usage_consumed_seconds"] == 0
     assert [u["usage_consumed_seconds"] for u in handle.usage()] == [8, 0]
@@ -629,7 +656,7 @@ def test_no_token_in_store_or_log(start, isa, tmp_path):
 
 
 def test_complete_job_now_runs_a_queued_job_and_leaves_the_others(start, isa):
-    handle = start(queue_seconds=3600, run_seconds=3600)
+    handle = start(queue_seconds=3600, run_seconds=3600, billing_delay_seconds=0)  # charges at once
     service = connect(handle)
     backend = service.backend("ibm_fez")
     jobs = [submit(backend, isa) for _ in range(3)]

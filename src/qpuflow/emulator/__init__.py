@@ -7,6 +7,71 @@ GlobalCatalog, backends, instance usage, job submission (``SamplerV2``, and the 
 Jobs run on :func:`qpuflow.simulate.sample_isa` with the noise of the fake backend of the
 same name (``ibm_fez`` -> ``fake_fez``).
 
+By default the emulator is *strict*: it enforces the documented contract of the service
+(IBM's OpenAPI for ``/v1/jobs``, see "Strict mode" below), because the client is lenient and
+an emulator that accepts more than the service hides bugs until hardware day.
+
+Strict mode (the default) and lenient mode
+------------------------------------------
+``EmulatorHandle(...)``, ``serve(...)``, ``python -m qpuflow.emulator`` and ``qpuflow
+emulator`` are strict unless the caller opts in to the older, lenient behaviour with
+``strict=False`` (``--lenient`` for ``python -m qpuflow.emulator``). The rules live in
+:mod:`qpuflow.emulator.contract`; strict mode:
+
+1. Tags (``POST /jobs`` and ``PUT /jobs/{id}/tags``): an array of at most 8 strings of at most
+   86 characters, else 400. The listing's ``tags=`` filter matches jobs carrying all of them.
+2. Rate: at most ``submit_rate_per_minute`` (5) jobs created per *user* (the API key behind
+   the token, across all its instances) in any rolling ``rate_window_seconds`` (60); beyond,
+   429 with ``Retry-After`` = seconds until the oldest slot frees. Refused submissions (400,
+   409, 429) take no slot; jobs created by a fault that then answers an error do.
+3. Over budget: when the instance's ``usage_consumed_seconds >= usage_limit_seconds``,
+   ``POST /jobs`` answers 409 "Usage exceeds instance limit" and creates nothing (lenient:
+   the job is accepted and stays Queued until time is available).
+4. ``cost`` (``max_execution_time``): an integer >= 0; above 10800 it is capped to 10800;
+   a non-integer (``1.5``, ``"60"``, ``true``) or a negative value is 400.
+5. Every runtime-API error (4xx/5xx, injected faults and admin errors included) is an
+   ErrorContainer ``{"errors": [{"code", "message", "more_info"}], "trace": "<id>"}`` with no
+   top-level ``"error"``. The client does not find its ``error`` key and appends the raw body
+   to the exception message instead (status codes and exception types are unchanged).
+6. Billing: the job record and ``/metrics`` carry ``usage: {"qpu_charge_time_seconds",
+   "status"}``, ``"pending"`` with 0 until ``billing_delay_seconds`` (2.0) after the job
+   ended, then ``"complete"`` with the charge (``job.usage()`` returns 0 until then). No
+   ``quantum_seconds``/``seconds`` keys, no ``end_time`` on the record: the completion time
+   is ``timestamps.finished`` of ``/metrics`` (``timestamps: {created, running, finished}``).
+7. Charges: see "Usage and limits" (they are the same in both modes).
+8. Results: 200 with the result for Completed jobs; 204 with an empty body for Failed and
+   Cancelled jobs (the client then builds a failed job's message from the record's reason);
+   404 (ErrorContainer) while Queued/Running. A ``private: true`` job's result can be read
+   once, then it is deleted (204 afterwards; the client's ``result()`` then returns None).
+9. Listing: ``limit`` 1..200 (default 200), ``offset`` >= 0; any other value (0, 500, -1,
+   ``ten``) silently means the default. ``sort=ASC`` or ``DESC`` (exactly; anything else:
+   DESC, by creation time). ``pending=true``: Queued and Running, ``false``: final states.
+   The answer is ``{"jobs": [...], "count": <all matching>}``. The admin ``max_page_size``
+   setting still caps a page below that, to exercise the client's paging.
+10. Executor jobs: params exactly ``{schema_version: "v2.0", quantum_program, options}``; the
+    quantum program has one integer ``shots`` >= 1 for all its items and no item has its own
+    ``shots`` (no mixed shot counts in one job); a non-empty ``items`` array of circuit or
+    samplex items. Checked at ``POST /jobs`` on the JSON alone (400), without qiskit in the
+    server; whether the circuits decode is still found by the worker, which fails the job
+    with code 1517.
+11. The job record is exactly ``id, backend, state: {status, reason, reason_code}, status,
+    program: {id}, created, tags, session_id, private, cost, usage,
+    estimated_running_time_seconds`` (+ ``params`` unless ``exclude_params=true``).
+
+Lenient mode (``strict=False``) keeps the older answers: 9+ tags and long tags, ``cost`` as
+given (positive integers), ``{"error": ..., "errors": ...}`` bodies, ``end_time`` and
+``usage.quantum_seconds`` on the record (only once final), ``/metrics`` usage "completed" at
+once, results of failed/cancelled jobs as 200 text ("Error code N; reason"), no rate limit by
+default (``submit_rate_per_minute`` per instance when set), 400 on a bad ``limit``/``offset``,
+jobs over budget queued, no executor shape check at submission.
+
+Options whose default depends on the mode: ``submit_rate_per_minute`` (strict 5, lenient
+None = off) and ``billing_delay_seconds`` (strict 2.0, lenient 0; 0 is allowed in strict
+mode). ``rate_window_seconds`` (60) is the rate limit's rolling window in both (make it
+small in tests instead of sleeping a minute). All three are also settable while the server
+runs: ``set_faults(submit_rate_per_minute=, rate_window_seconds=)``,
+``configure(billing_delay_seconds=)``.
+
 Processes and state
 -------------------
 :class:`EmulatorHandle` starts ``python -m qpuflow.emulator`` (the HTTP server, standard
@@ -103,9 +168,17 @@ is null until the worker has looked at the job (tens of milliseconds; the client
 first answer). ``GET /instances/usage`` sums the usage of the instance's jobs finished in the
 last ``usage_window_days`` (28) and reports ``usage_limit_seconds`` and
 ``usage_allocation_seconds`` (both the limit), ``usage_limit_reached``,
-``usage_remaining_seconds``. When the limit is reached the client warns at submission and
-jobs stay Queued (they are not refused). A job whose usage exceeds its
-``max_execution_time`` (``cost``) ends Cancelled with reason code 1305 and is charged
+``usage_remaining_seconds``; a job's charge counts there as soon as the job ends (the
+job's own billing status may still be pending). When the limit is reached the client warns
+at submission and the service answers 409 (strict; lenient: the job waits Queued). Jobs
+already queued when the limit is reached wait until time is available, in both modes.
+
+Charges (both modes): a Completed job is charged ``ceil(estimate)``. A job the *user*
+cancels (``POST /jobs/{id}/cancel``, or closing its batch) costs nothing while Queued and,
+while Running, the whole seconds it has run so far (``ceil``), at most its estimate and at
+most its ``cost``. Jobs failed or cancelled by the *system* (fault tags,
+``handle.fail_job``/``handle.cancel_job``, worker errors) cost 0. A job whose usage exceeds
+its ``max_execution_time`` (``cost``) ends Cancelled with reason code 1305 and is charged
 ``cost`` seconds; the client reports that as ``ERROR`` and raises
 ``RuntimeJobMaxTimeoutError`` from ``result()``.
 
@@ -120,8 +193,9 @@ submit list status results metrics logs cancel tags delete sessions``.
 * ``drops=N, drop_endpoints=["status", "results"], drop_after_create=False``: close the
   socket without an answer.
 * ``delays=N, delay_seconds=S, delay_endpoints=["status", "results"]``: answer after S s.
-* ``submit_rate_per_minute=R``: accepted submissions per instance in any 60 s beyond R get
-  429 with ``Retry-After`` (also a constructor/serve option; default off).
+* ``submit_rate_per_minute=R``, ``rate_window_seconds=W``: jobs created per user (strict;
+  per instance when lenient) in any rolling W s beyond R get 429 with ``Retry-After``
+  (also constructor/serve options; defaults 5 / 60 s strict, off lenient).
 * ``fail_tags=[...], fail_reason_code=1500, fail_reason=...``: jobs submitted with such a tag
   end Failed; ``cancel_tags=[...], cancel_reason=...``: cancelled by the service.
 * ``token_ttl_seconds=T``: lifetime of tokens IAM issues from now on;
@@ -129,10 +203,37 @@ submit list status results metrics logs cancel tags delete sessions``.
   is rejected with 401.
 * ``handle.fail_job(id, reason_code, reason)`` / ``handle.cancel_job(id)``: one pending job.
 * ``handle.complete_job(id)`` / ``handle.complete_jobs(ids)``: run pending jobs now (they end as the worker decides).
-* ``handle.configure(queue_seconds=, run_seconds=, max_page_size=)``: for later submissions.
+* ``handle.configure(queue_seconds=, run_seconds=, max_page_size=, billing_delay_seconds=)``:
+  for later submissions (the billing delay applies to every job at once).
 * ``handle.stop()``: server down (connection refused); ``handle.start()``: up again.
 * ``handle.requests(kind)`` / ``GET /__emulator/requests``: the request log (entries carry
   ``fault``, ``job_id`` for submissions, ``instance``, ``retry_after`` for 429).
+
+Scripted fault sequences (``handle.script(kind, actions)``; ``POST /__emulator/script``)
+-------------------------------------------------------------------------------------------
+``handle.script("submit", ["error:503:create", "error:503:create", "ok"])`` (body ``{"kind",
+"actions"}``) replaces the script of one endpoint kind: each request of that kind consumes
+the next action; once the list is empty, requests behave normally (the counters above apply
+again). Scripts take precedence over the counters: a request that consumed an action is not
+also hit by ``errors``/``drops``/``delays``. ``handle.script_left(kind)`` (``GET
+/__emulator/script?kind=``) returns the actions not consumed; ``handle.clear_script(kind=None)``
+(``DELETE /__emulator/script[?kind=]``) drops one kind's script or all. A bad action refuses
+the whole script (400 / ``EmulatorError``). Grammar:
+
+* ``ok``: handle normally.
+* ``error:<status>`` (400..599): answer that status with an ErrorContainer; nothing is created.
+* ``error:<status>:create`` (submit only): create the job, then answer the error - what
+  makes the client's own 5xx retries leave duplicate jobs (upstream #1114).
+* ``drop`` / ``drop:create``: close the connection without an answer (``:create``: after
+  creating the job; submit only).
+* ``delay:<seconds>`` (0..600): sleep, then handle normally; a submission creates its job
+  only after the delay, so a caller that timed out and gave up finds the job later.
+* ``delay:<seconds>:create`` (submit only): create the job at once, sleep, then answer.
+* ``429``: ``error:429`` with ``Retry-After: 1``.
+
+The request log entry of a scripted request has ``"fault": "<action as written>"`` and, when
+a job was created, ``job_id``. A submission refused before creation (400/409/429) ignores
+the ``:create`` part of its action.
 
 What the client does (measured on 0.51 against this emulator)
 -------------------------------------------------------------
@@ -158,11 +259,22 @@ What the client does (measured on 0.51 against this emulator)
   (``IBMRuntimeError`` from ``service.job``); a new service raises ``InvalidAccountError``.
 * Submission = ``GET /instances/usage`` + ``GET /backends/{name}/status`` + ``POST /jobs``;
   ``service.job(id)`` = one GET, and ``job.status()`` one more GET until the job is final.
+* ``POST /jobs`` is sent with a fixed read timeout of 900 s (not the session's), so the
+  client cannot give up on a slow submission; a caller that does (another HTTP client, a
+  killed process) leaves a job that appears when the server gets to it.
+* ErrorContainer bodies: ``RequestsApiError`` keeps its ``status_code`` and appends the raw
+  body to its message; 404 on ``service.job`` is still ``RuntimeJobNotFound``, 409 on cancel
+  ``RuntimeInvalidStateError``.
+* 204 results: ``result()`` of a failed job raises ``RuntimeJobFailureError`` with the
+  record's ``Error code N; reason``; of a cancelled one ``RuntimeInvalidStateError`` (no
+  results request); ``_api_client.job_results`` returns ``""``.
 
 CLI
 ---
-``python -m qpuflow.emulator --store DIR [--host 127.0.0.1] [--port 8765] [--options JSON]``
-runs :func:`serve` in the foreground (``--options`` holds its other keyword arguments).
+``python -m qpuflow.emulator --store DIR [--host 127.0.0.1] [--port 8765] [--lenient]
+[--options JSON]`` runs :func:`serve` in the foreground (``--options`` holds its other
+keyword arguments; ``--lenient`` is ``strict=False``). ``qpuflow emulator`` calls
+:func:`serve` and is therefore strict.
 """
 
 from qpuflow.emulator.handle import EmulatorError, EmulatorHandle, save_emulator_account

@@ -33,18 +33,20 @@ class EmulatorError(RuntimeError):
 class EmulatorHandle:
     """A running emulator on 127.0.0.1 (a server process plus its worker process).
 
-    ``EmulatorHandle(store=None, port=0, **options)``: ``store`` is the directory of the
-    persistent state (a temporary directory if None, removed on :meth:`close`), ``port=0``
-    picks a free port (kept across :meth:`restart`), ``options`` are :func:`serve`'s keyword
-    arguments (``queue_seconds``, ``run_seconds``, ``usage_limit_seconds``,
-    ``submit_rate_per_minute``, ``token_ttl_seconds``, ``backends``, ``seed``, ...) plus
-    ``instances`` (a list of instance specs, see :meth:`instances`).
+    ``EmulatorHandle(store=None, port=0, strict=True, **options)``: ``store`` is the
+    directory of the persistent state (a temporary directory if None, removed on
+    :meth:`close`), ``port=0`` picks a free port (kept across :meth:`restart`), ``strict``
+    enforces the documented API contract (``strict=False``: the older lenient emulator),
+    ``options`` are :func:`serve`'s other keyword arguments (``queue_seconds``,
+    ``run_seconds``, ``usage_limit_seconds``, ``submit_rate_per_minute``,
+    ``rate_window_seconds``, ``billing_delay_seconds``, ``token_ttl_seconds``, ``backends``,
+    ``seed``, ...) plus ``instances`` (a list of instance specs, see :meth:`instances`).
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, store: Path | str | None = None, *, port: int = 0, host: str = "127.0.0.1",
-                 start_timeout: float = 30.0, **options: Any):
+                 start_timeout: float = 30.0, strict: bool = True, **options: Any):
         self._tmp = None
         if store is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="qpuflow-emulator-")
@@ -54,7 +56,7 @@ class EmulatorHandle:
         self.port = int(port)
         self.start_timeout = start_timeout
         self._instances = options.pop("instances", None)
-        self.options = options
+        self.options = {"strict": bool(strict), **options}
         self.proc: subprocess.Popen | None = None
         self._old_requests: list[dict[str, Any]] = []
 
@@ -68,6 +70,11 @@ class EmulatorHandle:
     def url(self) -> str:
         """Base URL of the server, e.g. ``http://127.0.0.1:PORT``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def strict(self) -> bool:
+        """Whether the server enforces the documented API contract (see the package docstring)."""
+        return bool(self.options.get("strict", True))
 
     @property
     def api_url(self) -> str:
@@ -239,11 +246,7 @@ class EmulatorHandle:
             with _ADMIN.open(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
-            try:
-                detail = json.loads(detail)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                pass
+            detail = _error_message(exc.read().decode("utf-8", "replace"))
             raise EmulatorError(f"emulator admin {method} {path} failed ({exc.code}): {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise EmulatorError(f"emulator at {self.url} is not reachable: {exc}") from None
@@ -272,6 +275,23 @@ class EmulatorHandle:
 
     def expire_tokens(self) -> None:
         self.set_faults(expire_tokens=True)
+
+    def script(self, kind: str, actions: list[str]) -> list[str]:
+        """Script the next requests of one endpoint kind (``"submit"``, ``"status"``, ...): each
+        consumes the next action, then requests behave normally again. Replaces the kind's
+        earlier script; returns the actions left. Grammar: ``ok``, ``error:<status>``,
+        ``error:<status>:create`` (submit), ``drop``, ``drop:create``, ``delay:<seconds>``,
+        ``delay:<seconds>:create``, ``429`` (see the package docstring). A bad action raises
+        :class:`EmulatorError` and changes nothing."""
+        return self._admin("POST", "/script", {"kind": kind, "actions": list(actions)})["actions"]
+
+    def script_left(self, kind: str) -> list[str]:
+        """The actions of ``kind``'s script not consumed yet."""
+        return self._admin("GET", f"/script?kind={kind}")["actions"]
+
+    def clear_script(self, kind: str | None = None) -> None:
+        """Drop the script of one kind, or of every kind."""
+        self._admin("DELETE", "/script" + (f"?kind={kind}" if kind else ""))
 
     def requests(self, kind: str | None = None, *, method: str | None = None) -> list[dict[str, Any]]:
         """The request log (oldest first): ``method, path, query, status, kind, time, duration``
@@ -365,6 +385,15 @@ class EmulatorHandle:
             if time.monotonic() > deadline:
                 raise EmulatorError(f"job {job_id} is {job['status']} after {timeout} s, not one of {wanted}")
             time.sleep(0.05)
+
+
+def _error_message(text: str) -> str:
+    """The message of an error body of either shape (ErrorContainer or the lenient one)."""
+    try:
+        body = json.loads(text)
+        return body["errors"][0]["message"] if "errors" in body else body["error"]["message"]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return text
 
 
 def save_emulator_account(filename: Path | str, name: str, handle_or_url: EmulatorHandle | str, token: str,

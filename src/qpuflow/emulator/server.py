@@ -34,9 +34,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from qpuflow.emulator import contract
+from qpuflow.emulator.contract import ContractError
+from qpuflow.emulator.scripts import ScriptAction, Scripts
 from qpuflow.emulator.store import (
     DEFAULT_BACKENDS,
     FINAL_STATES,
+    PENDING_STATES,
     InstanceRegistry,
     JobStore,
     Secrets,
@@ -73,8 +77,11 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "delays": 0,
     "delay_seconds": 0.0,
     "delay_endpoints": ["status", "results"],
-    # 429 + Retry-After beyond this many accepted submissions per instance per 60 s (None: off).
+    # 429 + Retry-After beyond this many created jobs per user (strict; per instance when
+    # lenient) in any rolling `rate_window_seconds` (None: off). The initial value is the
+    # server's option (strict default 5, lenient None).
     "submit_rate_per_minute": None,
+    "rate_window_seconds": 60.0,
     # Jobs submitted with one of these tags end Failed / are cancelled by the service.
     "fail_tags": [],
     "fail_reason_code": 1500,
@@ -100,10 +107,10 @@ class EmulatorConfig:
     run_seconds: float = 0.0
     usage_limit_seconds: float | None = 600.0
     usage_window_days: float = 28.0
-    submit_rate_per_minute: float | None = None
+    submit_rate_per_minute: float | None = 5  # strict's default (serve() picks per mode)
     token_ttl_seconds: int = 3600
     backends: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {name: "fake_" + name.removeprefix("ibm_") for name in DEFAULT_BACKENDS})
+        default_factory=lambda: backend_map(DEFAULT_BACKENDS))
     noise_scale: float = 1.0
     idle_noise: bool = False
     seed: int | None = None
@@ -111,6 +118,10 @@ class EmulatorConfig:
     poll_seconds: float = 0.05
     worker: bool = True
     max_page_size: int = MAX_PAGE
+    # Strict: enforce the documented contract (see contract.py); lenient: the older behaviour.
+    strict: bool = True
+    billing_delay_seconds: float = 2.0
+    rate_window_seconds: float = 60.0
 
     def worker_settings(self) -> dict[str, Any]:
         return {"backends": self.backends, "noise_scale": self.noise_scale, "idle_noise": self.idle_noise,
@@ -129,7 +140,7 @@ def backend_map(backends: Any) -> dict[str, str]:
     out = {}
     for item in backends:
         name, _, fake = str(item).partition("=")
-        out[name] = fake or "fake_" + name.removeprefix("ibm_")
+        out[name] = fake or (name if name.startswith("fake_") else "fake_" + name.removeprefix("ibm_"))
     return out
 
 
@@ -301,12 +312,16 @@ class App:
         self.instances = InstanceRegistry(self.store_dir)
         self.jobs = JobStore(self.store_dir)
         self.backends = BackendFiles(config.backends)
+        self.strict = bool(config.strict)
         self.faults = Faults({"submit_rate_per_minute": config.submit_rate_per_minute,
+                              "rate_window_seconds": config.rate_window_seconds,
                               "token_ttl_seconds": config.token_ttl_seconds})
+        self.scripts = Scripts(ENDPOINT_KINDS)
         self.log = RequestLog()
         # Settings tests may change while the server runs (POST /__emulator/settings).
         self.settings = {"queue_seconds": config.queue_seconds, "run_seconds": config.run_seconds,
-                         "max_page_size": config.max_page_size}
+                         "max_page_size": config.max_page_size,
+                         "billing_delay_seconds": config.billing_delay_seconds}
         self.revoked: set[str] = set()
         self.issued: set[str] = set()
         self._token_lock = threading.Lock()
@@ -369,22 +384,43 @@ class App:
 
     # ---------------------------------------------------------------- rate limit
 
-    def rate_check(self, instance: str) -> float | None:
-        """Seconds until a submission is allowed again, or None if it is allowed now."""
+    def rate_acquire(self, key: str) -> float | None:
+        """Take a submission slot for ``key`` (the user in strict mode, the instance when
+        lenient): None if taken, else the seconds until the oldest slot in the rolling window
+        frees. Check and record are one step, so concurrent submissions cannot both pass."""
         rate = self.faults.get("submit_rate_per_minute")
         if not rate:
             return None
+        window = float(self.faults.get("rate_window_seconds"))
         now = time.time()
         with self._rate_lock:
-            window = [t for t in self._rate.get(instance, []) if now - t < 60.0]
-            self._rate[instance] = window
-            if len(window) >= rate:
-                return max(0.0, 60.0 - (now - window[0]))
+            recent = [t for t in self._rate.get(key, []) if now - t < window]
+            if len(recent) >= rate:
+                self._rate[key] = recent
+                return max(0.0, window - (now - recent[0]))
+            self._rate[key] = recent + [now]
         return None
 
-    def rate_record(self, instance: str) -> None:
-        with self._rate_lock:
-            self._rate.setdefault(instance, []).append(time.time())
+    # ---------------------------------------------------------------- cancels
+
+    def user_cancel(self, job_id: str, reason: str) -> bool:
+        """Cancel a pending job on the user's request, charging what it used (nothing while
+        Queued, its running time while Running). False if the job is already final.
+
+        The worker may move the job meanwhile (Queued -> Running -> final), so the charge is
+        computed for the state read and the update applies only from that state; a few
+        retries cover the races.
+        """
+        for _ in range(5):
+            job = self.jobs.get(job_id)
+            if job is None or job["status"] not in PENDING_STATES:
+                return False
+            now = time.time()
+            charge = contract.user_cancel_charge(job, now=now)
+            if self.jobs.finish(job_id, "Cancelled", now=now, reason=reason, usage_seconds=charge,
+                                from_states=(job["status"],)):
+                return True
+        return False
 
     # ---------------------------------------------------------------- usage
 
@@ -493,6 +529,13 @@ class WorkerSupervisor:
 _RUNTIME_RE = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/api/v1(?P<rest>/.*)?$")
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # e.g. 520-524, Cloudflare's, which the client retries
+        return f"HTTP {status}"
+
+
 class _Drop(Exception):
     """Close the connection without answering."""
 
@@ -562,6 +605,9 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, code: int | str | None = None,
                headers: dict[str, str] | None = None) -> None:
         code = code if code is not None else status
+        if self.app.strict:
+            return self._json(status, contract.error_container(message, code), headers=headers)
+        # Lenient: the older body with both shapes (the client reads the "error" key).
         self._json(status, {"error": {"message": message, "code": code, "status_code": status},
                             "errors": [{"message": message, "code": str(code)}]}, headers=headers)
 
@@ -578,6 +624,8 @@ class Handler(BaseHTTPRequestHandler):
         self._status = None
         self._body_cache = None
         self._log_extra: dict[str, Any] = {}
+        self._after_create: ScriptAction | None = None  # a scripted ':create' action for the submit
+        self._scripted = False  # a script action answered this request: the fault counters stay out
         self._logged = False
         self._request_info = None
         started = time.time()
@@ -597,7 +645,7 @@ class Handler(BaseHTTPRequestHandler):
                               "kind": kind}
         try:
             self._body()  # read the request fully before any fault, as a server would
-            if not self._network_faults(kind):
+            if not self._faults_before(kind):
                 self._route(method, kind, route, query)
         except _Drop:
             self._log_extra.setdefault("fault", "drop")
@@ -626,6 +674,33 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _faults_before(self, kind: str) -> bool:
+        """Apply a scripted action if one is queued for this kind (scripts take precedence),
+        else the fault counters; True if the request is answered already."""
+        action = self.app.scripts.take(kind)
+        if action is None:
+            return self._network_faults(kind)
+        self._scripted = True
+        self._log_extra["fault"] = action.text
+        if action.create:  # acted on by the submit handler once the job exists
+            self._after_create = action
+            return False
+        if action.verb == "drop":
+            raise _Drop()
+        if action.verb == "delay":
+            time.sleep(action.seconds)
+            return False
+        if action.verb == "error":
+            self._script_error(action)
+            return True
+        return False  # ok
+
+    def _script_error(self, action: ScriptAction) -> None:
+        headers = {"Retry-After": str(action.retry_after)} if action.retry_after is not None else None
+        status = int(action.status or 500)
+        self._error(status, f"{_phrase(status)} (emulated: script action {action.text!r})", code=status,
+                    headers=headers)
+
     def _network_faults(self, kind: str) -> bool:
         """Apply drop/delay/error faults due before the request is handled; True if answered."""
         faults = self.app.faults
@@ -649,7 +724,7 @@ class Handler(BaseHTTPRequestHandler):
         if spec.get("error_retry_after") is not None:
             headers["Retry-After"] = str(int(spec["error_retry_after"]))
         status = int(spec["error_status"])
-        self._error(status, f"{HTTPStatus(status).phrase} (emulated fault)", code=status, headers=headers)
+        self._error(status, f"{_phrase(status)} (emulated fault)", code=status, headers=headers)
 
     # ---------------------------------------------------------------- routing
 
@@ -784,12 +859,14 @@ class Handler(BaseHTTPRequestHandler):
         params = body.get("params")
         if not isinstance(params, dict):
             return self._error(400, "'params' must be an object", code=1400)
-        tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            return self._error(400, "'tags' must be a list of strings", code=1400)
-        cost = body.get("cost")
-        if cost is not None and (not isinstance(cost, int) or isinstance(cost, bool) or cost <= 0):
-            return self._error(400, "'cost' (max_execution_time) must be a positive integer", code=1400)
+        strict = self.app.strict
+        try:
+            tags = contract.check_tags(body.get("tags"), strict=strict)
+            cost = contract.check_cost(body.get("cost"), strict=strict)
+            if strict and program == "executor":
+                contract.check_executor_params(params)
+        except ContractError as exc:
+            return self._error(exc.status, exc.message, code=exc.code)
         session_id = body.get("session_id")
         if session_id:
             session = self.app.jobs.session(session_id)
@@ -797,11 +874,29 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(404, f"Session {session_id} not found", code=1217)
             if not session["accepting"]:
                 return self._error(400, f"Session {session_id} is closed and accepts no jobs", code=1217)
-        wait = self.app.rate_check(instance["crn"])
+        if strict and self.app.usage(instance)["usage_limit_reached"]:
+            # The service refuses; lenient mode queues the job until time is available.
+            return self._error(409, contract.USAGE_EXCEEDED, code=1409)
+        # Per user (the API key behind the token) as documented; lenient kept per instance.
+        wait = self.app.rate_acquire(claims["sub"] if strict else instance["crn"])
         if wait is not None:
-            self._log_extra["retry_after"] = max(1, math.ceil(wait))
+            retry_after = max(1, math.ceil(wait))
+            self._log_extra["retry_after"] = retry_after
             return self._error(429, "Too Many Requests: job submission rate limit exceeded (emulated)", code=1429,
-                               headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                               headers={"Retry-After": str(retry_after)})
+        job_id = self._create_job(body, instance, claims, program=program, backend=backend, tags=tags, cost=cost,
+                                  session_id=session_id, params=params)
+        answer = {"id": job_id, "backend": backend, "session_id": session_id}
+        if self._after_create is not None:
+            return self._act_after_create(self._after_create, answer)
+        if not self._scripted:
+            self._counter_faults_after_create()
+        if self._status is None:
+            self._json(200, answer)
+
+    def _create_job(self, body: dict[str, Any], instance: dict[str, Any], claims: dict[str, Any], *, program: str,
+                    backend: str, tags: list[str], cost: int | None, session_id: str | None,
+                    params: dict[str, Any]) -> str:
         faults = self.app.faults.snapshot()
         planned = None
         if set(tags) & set(faults["fail_tags"]):
@@ -816,19 +911,31 @@ class Handler(BaseHTTPRequestHandler):
             "cost": cost, "created": time.time(), "queue_seconds": self.app.settings["queue_seconds"],
             "run_seconds": self.app.settings["run_seconds"], "planned": planned, "params": json.dumps(params),
         })
-        self.app.rate_record(instance["crn"])
         if self.app.worker is not None:
             self.app.worker.notify()
         self._log_extra["job_id"] = job_id
-        if faults["drop_after_create"] and self.app.faults.take("drops", "drop_endpoints", "submit"):
+        return job_id
+
+    def _act_after_create(self, action: ScriptAction, answer: dict[str, Any]) -> None:
+        """A scripted ':create' action, now that the job exists."""
+        if action.verb == "drop":
+            raise _Drop()
+        if action.verb == "error":
+            return self._script_error(action)
+        time.sleep(action.seconds)  # delay:<s>:create
+        self._json(200, answer)
+
+    def _counter_faults_after_create(self) -> None:
+        """The fault counters' after-create variants (may answer or drop the request)."""
+        faults = self.app.faults
+        if faults.get("drop_after_create") and faults.take("drops", "drop_endpoints", "submit"):
             self._log_extra["fault"] = "drop_after_create"
             raise _Drop()
-        if faults["error_after_create"]:
-            spec = self.app.faults.take("errors", "error_endpoints", "submit")
+        if faults.get("error_after_create"):
+            spec = faults.take("errors", "error_endpoints", "submit")
             if spec:
                 self._log_extra["fault"] = "error_after_create"
-                return self._fault_error(spec)
-        self._json(200, {"id": job_id, "backend": backend, "session_id": session_id})
+                self._fault_error(spec)
 
     def _job_or_404(self, route, instance, *, with_params: bool = False) -> dict[str, Any] | None:
         job = self.app.jobs.get(route["job_id"], with_params=with_params)
@@ -842,7 +949,7 @@ class Handler(BaseHTTPRequestHandler):
         job = self._job_or_404(route, instance, with_params=not exclude)
         if job is None:
             return
-        out = job_json(job)
+        out = self._job_record(job)
         if exclude:
             return self._json(200, out)
         # Splice the stored params text in verbatim (it holds the client's own encoding).
@@ -853,21 +960,45 @@ class Handler(BaseHTTPRequestHandler):
         job = self._job_or_404(route, instance)
         if job is None:
             return
+        if job["status"] in PENDING_STATES:
+            return self._error(404, f"Job {job['id']} has no results yet (status {job['status']})", code=1293)
+        if not self.app.strict:
+            return self._lenient_results(job)
+        if job["status"] != "Completed":
+            return self._send(204)  # documented: no final result for failed and cancelled jobs
+        # A private job's result can be read once: taking it deletes it.
+        text = self.app.jobs.take_result(job["id"]) if job["private"] else self.app.jobs.result(job["id"])
+        if text is None:
+            return self._send(204)
+        self._send(200, text.encode(), content_type="application/json")
+
+    def _lenient_results(self, job: dict[str, Any]) -> None:
+        """The older answer: the result, or the error text of a failed or cancelled job."""
         if job["status"] == "Completed":
             text = self.app.jobs.result(job["id"]) or ""
             return self._send(200, text.encode(), content_type="application/json")
-        if job["status"] in ("Failed", "Cancelled"):
-            reason = job["reason"] or f"Job {job['status'].lower()}"
-            code = job["reason_code"]
-            text = f"Error code {code}; {reason}" if code else reason
-            return self._send(200, text.encode(), content_type="text/plain")
-        self._error(404, f"Job {job['id']} has no results yet (status {job['status']})", code=1293)
+        reason = job["reason"] or f"Job {job['status'].lower()}"
+        code = job["reason_code"]
+        text = f"Error code {code}; {reason}" if code else reason
+        self._send(200, text.encode(), content_type="text/plain")
 
     def _api_metrics(self, method, route, query, instance, claims) -> None:
         job = self._job_or_404(route, instance)
         if job is None:
             return
+        if self.app.strict:
+            return self._json(200, strict_metrics_json(job, self.app.jobs, now=time.time(),
+                                                       billing_delay=self._billing_delay()))
         self._json(200, metrics_json(job, self.app.jobs))
+
+    def _billing_delay(self) -> float:
+        return float(self.app.settings["billing_delay_seconds"])
+
+    def _job_record(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A job as GET /jobs/{id} and the listing present it, in the server's mode."""
+        if self.app.strict:
+            return strict_job_json(job, now=time.time(), billing_delay=self._billing_delay())
+        return job_json(job)
 
     def _api_logs(self, method, route, query, instance, claims) -> None:
         job = self._job_or_404(route, instance)
@@ -878,8 +1009,7 @@ class Handler(BaseHTTPRequestHandler):
         job = self._job_or_404(route, instance)
         if job is None:
             return
-        if job["status"] in FINAL_STATES or not self.app.jobs.finish(
-                job["id"], "Cancelled", now=time.time(), reason="Job was cancelled by the user", usage_seconds=0.0):
+        if not self.app.user_cancel(job["id"], "Job was cancelled by the user"):
             current = self.app.jobs.get(job["id"])
             return self._error(409, f"Job {job['id']} is in a final state ({current['status']}) and cannot be "
                                     "cancelled", code=1226)
@@ -890,11 +1020,15 @@ class Handler(BaseHTTPRequestHandler):
         if job is None:
             return
         try:
-            tags = self._json_body().get("tags")
-        except (ValueError, AttributeError):
-            tags = None
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            body = self._json_body()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("tags"), list):
             return self._error(400, "body must be {'tags': [strings]}", code=1400)
+        try:
+            tags = contract.check_tags(body["tags"], strict=self.app.strict)
+        except ContractError as exc:
+            return self._error(exc.status, exc.message, code=exc.code)
         self.app.jobs.update_tags(job["id"], tags)
         self._send(204)
 
@@ -910,23 +1044,31 @@ class Handler(BaseHTTPRequestHandler):
             return values[0] if values else None
 
         try:
-            page = int(self.app.settings["max_page_size"])
-            limit = min(int(one("limit") or page), page)
-            offset = int(one("offset") or 0)
-            if limit < 0 or offset < 0:
-                raise ValueError
-            pending = one("pending")
-            pending_flag = None if pending is None else pending.lower() == "true"
             after = parse_time(one("created_after")) if one("created_after") else None
             before = parse_time(one("created_before")) if one("created_before") else None
         except ValueError:
-            return self._error(400, "bad query parameter (limit/offset/created_after/created_before)", code=1400)
+            return self._error(400, "bad query parameter (created_after/created_before)", code=1400)
+        if self.app.strict:
+            limit, offset = contract.listing_limit(one("limit")), contract.listing_offset(one("offset"))
+            descending, pending = contract.listing_descending(one("sort")), contract.listing_pending(one("pending"))
+        else:
+            try:
+                limit, offset = int(one("limit") or MAX_PAGE), int(one("offset") or 0)
+                if limit < 0 or offset < 0:
+                    raise ValueError
+            except ValueError:
+                return self._error(400, "bad query parameter (limit/offset)", code=1400)
+            descending = (one("sort") or "DESC").upper() != "ASC"
+            pending = None if one("pending") is None else one("pending").lower() == "true"
+        limit = min(limit, int(self.app.settings["max_page_size"]))  # the admin cap, for paging tests
         jobs, count = self.app.jobs.list(
-            instance=instance["crn"], tags=query.get("tags", []), pending=pending_flag,
+            instance=instance["crn"], tags=query.get("tags", []), pending=pending,
             backend=one("backend"), program_id=one("program"), session_id=one("session_id"),
-            created_after=after, created_before=before, descending=(one("sort") or "DESC").upper() != "ASC",
-            limit=limit, offset=offset)
-        self._json(200, {"jobs": [job_json(j) for j in jobs], "count": count, "limit": limit, "offset": offset})
+            created_after=after, created_before=before, descending=descending, limit=limit, offset=offset)
+        out: dict[str, Any] = {"jobs": [self._job_record(j) for j in jobs], "count": count}
+        if not self.app.strict:
+            out.update(limit=limit, offset=offset)
+        self._json(200, out)
 
     def _api_sessions(self, method, route, query, instance, claims) -> None:
         session_id = route.get("session_id")
@@ -959,12 +1101,31 @@ class Handler(BaseHTTPRequestHandler):
         if method == "DELETE" and route.get("close"):
             self.app.jobs.update_session(session_id, closed=time.time())
             for job in self.app.jobs.list(instance=instance["crn"], session_id=session_id, pending=True)[0]:
-                self.app.jobs.finish(job["id"], "Cancelled", now=time.time(), reason="Session was cancelled",
-                                     usage_seconds=0.0)
+                self.app.user_cancel(job["id"], "Session was cancelled")  # the user's doing: charged so
             return self._send(204)
         self._error(405, "method not allowed")
 
     # ---------------------------------------------------------------- admin
+
+    def _admin_script(self, method: str, body: Any, query: dict[str, list[str]]) -> None:
+        """``POST {"kind", "actions"}`` sets a kind's script; ``DELETE`` (``?kind=``: one kind)
+        clears; ``GET`` (``?kind=``) returns what is left."""
+        scripts = self.app.scripts
+        kind = (query.get("kind") or [None])[0]
+        if method == "POST":
+            if not isinstance(body, dict):
+                return self._error(400, "script body must be {'kind': ..., 'actions': [...]}")
+            try:
+                left = scripts.set(str(body.get("kind")), body.get("actions"))
+            except ValueError as exc:
+                return self._error(400, str(exc))
+            return self._json(200, {"kind": body["kind"], "actions": left})
+        if method == "DELETE":
+            scripts.clear(kind)
+            return self._json(200, scripts.snapshot())
+        if method == "GET":
+            return self._json(200, {"kind": kind, "actions": scripts.left(kind)} if kind else scripts.snapshot())
+        return self._error(405, "method not allowed")
 
     def _admin(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         app = self.app
@@ -976,7 +1137,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"ok": True, "pid": os.getpid(), "url_path": API_PREFIX,
                                     "worker_alive": bool(app.worker and app.worker.alive()),
                                     "worker_restarts": app.worker.restarts if app.worker else 0,
-                                    "started": app.started})
+                                    "started": app.started, "strict": app.strict})
         if path == "/faults":
             if method == "GET":
                 return self._json(200, app.faults.snapshot())
@@ -997,8 +1158,13 @@ class Handler(BaseHTTPRequestHandler):
                 unknown = set(body) - set(app.settings)
                 if unknown:
                     return self._error(400, f"unknown setting(s) {sorted(unknown)}; known: {sorted(app.settings)}")
-                for key, value in body.items():
-                    app.settings[key] = float(value) if key != "max_page_size" else int(value)
+                try:
+                    values = {k: float(v) if k != "max_page_size" else int(v) for k, v in body.items()}
+                except (TypeError, ValueError):
+                    return self._error(400, "settings must be numbers")
+                if any(v < 0 for v in values.values()):
+                    return self._error(400, "settings must be >= 0")
+                app.settings.update(values)
             return self._json(200, app.settings)
         if path == "/requests":
             if method == "DELETE":
@@ -1015,10 +1181,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, app.instances.public())
         if path == "/usage":
             return self._json(200, [app.usage(i) for i in app.instances.all()])
+        if path == "/script":
+            return self._admin_script(method, body, query)
         if path == "/jobs" and method == "GET":
             jobs, _ = app.jobs.list(instance=None, descending=False)
-            return self._json(200, [job_json(j) | {"instance": j["instance"], "planned": j["planned"],
-                                                   "usage_seconds": j["usage_seconds"]} for j in jobs])
+            # The API record of the server's mode, plus what only the emulator knows (the charge
+            # as soon as the job ends, whatever the billing status says).
+            return self._json(200, [self._job_record(j) | {
+                "instance": j["instance"], "planned": j["planned"], "usage_seconds": j["usage_seconds"],
+                "finished": iso(j.get("finished"))} for j in jobs])
         m = re.fullmatch(r"/jobs/(?P<id>[^/]+)/(?P<action>cancel|fail|complete)", path)
         if m and method == "POST":
             job = app.jobs.get(m["id"])
@@ -1033,7 +1204,7 @@ class Handler(BaseHTTPRequestHandler):
                 if app.worker is not None:
                     app.worker.notify()
                 return self._json(200, job_json(app.jobs.get(job["id"])))
-            if m["action"] == "cancel":
+            if m["action"] == "cancel":  # by the service: free
                 ok = app.jobs.finish(job["id"], "Cancelled", now=time.time(), usage_seconds=0.0,
                                      reason=body.get("reason", "Job was cancelled by the service"),
                                      reason_code=body.get("reason_code"))
@@ -1094,8 +1265,56 @@ def _redact_query(query: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: (["***"] if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in query.items()}
 
 
+def strict_job_json(job: dict[str, Any], *, now: float, billing_delay: float) -> dict[str, Any]:
+    """A job as the documented GET /jobs/{id} (and each listing entry) presents it.
+
+    No ``end_time``: the completion time is only ``timestamps.finished`` of /metrics. The
+    charge shows once billing is complete (``billing_delay`` s after the job ended).
+    """
+    return {
+        "id": job["id"],
+        "backend": job["backend"],
+        "state": {"status": job["status"], "reason": job.get("reason"), "reason_code": job.get("reason_code")},
+        "status": job["status"],
+        "program": {"id": job["program_id"]},
+        "created": iso(job["created"]),
+        "tags": job["tags"],
+        "session_id": job.get("session_id"),
+        "private": job.get("private", False),
+        "cost": job.get("cost"),
+        "usage": contract.billing(job, now=now, delay=billing_delay),
+        "estimated_running_time_seconds": job.get("estimated_seconds"),
+    }
+
+
+def strict_metrics_json(job: dict[str, Any], jobs: JobStore, *, now: float, billing_delay: float) -> dict[str, Any]:
+    """GET /jobs/{id}/metrics: timestamps, the billing-aware usage and the circuit summary."""
+    return _metrics(job, jobs, contract.billing(job, now=now, delay=billing_delay))
+
+
+def _metrics(job: dict[str, Any], jobs: JobStore, usage: dict[str, Any]) -> dict[str, Any]:
+    info = job.get("info") or {}
+    out: dict[str, Any] = {
+        "timestamps": {"created": iso(job["created"]), "running": iso(job.get("running")),
+                       "finished": iso(job.get("finished"))},
+        "usage": usage,
+        "executions": info.get("executions", 0) if job["status"] == "Completed" else 0,
+        "num_circuits": info.get("num_circuits"),
+        "num_qubits": info.get("num_qubits"),
+        "circuit_depths": info.get("circuit_depths"),
+        "qiskit_version": info.get("qiskit_version"),
+        "estimated_running_time_seconds": job.get("estimated_seconds"),
+        "caller": "qiskit_ibm_runtime",
+    }
+    if job["status"] == "Queued":
+        pos = jobs.queue_position(job)
+        out["position_in_queue"] = pos
+        out["position_in_provider"] = pos
+    return out
+
+
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
-    """A job as GET /jobs/{id} (and the listing) presents it."""
+    """A job as the lenient GET /jobs/{id} (and the listing) presents it (the older shape)."""
     state: dict[str, Any] = {"status": job["status"]}
     if job.get("reason"):
         state["reason"] = job["reason"]
@@ -1124,27 +1343,12 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def metrics_json(job: dict[str, Any], jobs: JobStore) -> dict[str, Any]:
+    """The lenient (older) GET /jobs/{id}/metrics."""
     final = job["status"] in FINAL_STATES
-    usage = job.get("usage_seconds") if final else None
-    info = job.get("info") or {}
-    out: dict[str, Any] = {
-        "timestamps": {"created": iso(job["created"]), "running": iso(job.get("running")),
-                       "finished": iso(job.get("finished"))},
-        "bss": {"seconds": usage or 0},
-        "usage": {"quantum_seconds": usage or 0, "seconds": usage or 0, "qpu_charge_time_seconds": usage or 0,
-                  "status": "completed" if final else "pending"},
-        "executions": info.get("executions", 0) if job["status"] == "Completed" else 0,
-        "num_circuits": info.get("num_circuits"),
-        "num_qubits": info.get("num_qubits"),
-        "circuit_depths": info.get("circuit_depths"),
-        "qiskit_version": info.get("qiskit_version"),
-        "estimated_running_time_seconds": job.get("estimated_seconds"),
-        "caller": "qiskit_ibm_runtime",
-    }
-    if job["status"] == "Queued":
-        pos = jobs.queue_position(job)
-        out["position_in_queue"] = pos
-        out["position_in_provider"] = pos
+    usage = (job.get("usage_seconds") if final else None) or 0
+    out = _metrics(job, jobs, {"quantum_seconds": usage, "seconds": usage, "qpu_charge_time_seconds": usage,
+                               "status": "completed" if final else "pending"})
+    out["bss"] = {"seconds": usage}
     return out
 
 
@@ -1161,9 +1365,20 @@ def make_server(config: EmulatorConfig) -> tuple[ThreadingHTTPServer, App]:
     return server, app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, *, store: Path, queue_seconds: float = 0,
+class _ModeDefault:
+    """Marks an option whose default depends on ``strict`` (None already means "off")."""
+
+    def __repr__(self) -> str:
+        return "<mode default>"
+
+
+MODE_DEFAULT: Any = _ModeDefault()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, *, store: Path, strict: bool = True, queue_seconds: float = 0,
           run_seconds: float = 0, usage_limit_seconds: float | None = 600, usage_window_days: float = 28,
-          submit_rate_per_minute: float | None = None, token_ttl_seconds: int = 3600,
+          submit_rate_per_minute: float | None = MODE_DEFAULT, rate_window_seconds: float = 60.0,
+          billing_delay_seconds: float = MODE_DEFAULT, token_ttl_seconds: int = 3600,
           backends: Any = None, instances: list[dict[str, Any]] | None = None, noise_scale: float = 1.0,
           idle_noise: bool = False, seed: int | None = None, enforce_max_execution_time: bool = True,
           poll_seconds: float = 0.05, max_page_size: int = MAX_PAGE, ready_file: Path | None = None,
@@ -1173,10 +1388,17 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, store: Path, queue_secon
     Args:
         host, port: where to listen (port 0 picks a free port; see ``ready_file``).
         store: directory of the persistent state (jobs, results, instances, key, logs).
+        strict: enforce the documented contract of the runtime API (default; see the package
+            docstring). False: the older lenient behaviour.
         queue_seconds, run_seconds: how long each job stays Queued, then Running.
         usage_limit_seconds: default usage limit of instances (None: unlimited).
         usage_window_days: usage is summed over jobs finished in this rolling window.
-        submit_rate_per_minute: accepted submissions per instance per minute before 429 (None: off).
+        submit_rate_per_minute: jobs created per user (strict; per instance when lenient) in
+            any rolling ``rate_window_seconds`` before 429 + Retry-After. Default: 5 strict,
+            None (off) lenient.
+        rate_window_seconds: the rolling window of the rate limit (60; small in tests).
+        billing_delay_seconds: a final job's billing stays "pending" (charge 0) this long.
+            Default: 2.0 strict, 0 lenient.
         token_ttl_seconds: lifetime of the access tokens IAM hands out.
         backends: served backend names (``["ibm_fez"]``) or ``{"ibm_fez": "fake_fez"}``.
         instances: instance specs (see :meth:`EmulatorHandle.instances`); replaces the stored ones.
@@ -1184,19 +1406,28 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, store: Path, queue_secon
             (seed None: derived from the job id, so results are reproducible per job).
         enforce_max_execution_time: a job whose usage exceeds its ``max_execution_time``
             (``cost``) ends Cancelled with reason code 1305, as on the service.
-        max_page_size: most jobs one GET /jobs page returns (the service caps it; small
-            values exercise the client's paging).
+        max_page_size: most jobs one GET /jobs page returns (an extra cap below the contract's
+            200; small values exercise the client's paging).
         ready_file: written (JSON ``{"port", "pid", "url"}``) once the socket listens.
         exit_with_parent: stop when the parent process exits (for handles in tests).
         worker: start the worker process (False: jobs stay Queued; for tests of the HTTP side).
     """
+    defaults = contract.mode_defaults(bool(strict))
+    if submit_rate_per_minute is MODE_DEFAULT:
+        submit_rate_per_minute = defaults["submit_rate_per_minute"]
+    if billing_delay_seconds is MODE_DEFAULT:
+        billing_delay_seconds = defaults["billing_delay_seconds"]
+    if float(billing_delay_seconds) < 0 or float(rate_window_seconds) <= 0:
+        raise ValueError("billing_delay_seconds must be >= 0 and rate_window_seconds > 0")
     config = EmulatorConfig(
         store=Path(store), host=host, port=int(port), queue_seconds=float(queue_seconds),
         run_seconds=float(run_seconds), usage_limit_seconds=usage_limit_seconds,
         usage_window_days=float(usage_window_days), submit_rate_per_minute=submit_rate_per_minute,
         token_ttl_seconds=int(token_ttl_seconds), backends=backend_map(backends), noise_scale=float(noise_scale),
         idle_noise=bool(idle_noise), seed=seed, enforce_max_execution_time=bool(enforce_max_execution_time),
-        poll_seconds=float(poll_seconds), worker=bool(worker), max_page_size=int(max_page_size))
+        poll_seconds=float(poll_seconds), worker=bool(worker), max_page_size=int(max_page_size),
+        strict=bool(strict), billing_delay_seconds=float(billing_delay_seconds),
+        rate_window_seconds=float(rate_window_seconds))
     server, app = make_server(config)
     if instances:
         app.define_instances(instances)
@@ -1240,10 +1471,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--options", default="{}", help="JSON object of further serve() keyword arguments")
+    parser.add_argument("--lenient", action="store_true",
+                        help="accept more than the documented API contract (the older behaviour; default: strict)")
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--exit-with-parent", action="store_true")
     args = parser.parse_args(argv)
     options = json.loads(args.options)
+    if args.lenient:
+        options["strict"] = False
     serve(args.host, args.port, store=args.store, ready_file=args.ready_file,
           exit_with_parent=args.exit_with_parent, **options)
 

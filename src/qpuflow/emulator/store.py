@@ -131,7 +131,9 @@ def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
 # instances and secrets
 # --------------------------------------------------------------------------------------
 
-DEFAULT_BACKENDS = ("ibm_fez", "ibm_torino")
+# The device names, and the fake backends' own names as aliases: a study whose config names the
+# local backend (fake_fez) can be rehearsed against the emulator with only provider.name changed.
+DEFAULT_BACKENDS = ("ibm_fez", "ibm_torino", "fake_fez", "fake_torino")
 _PRICING = {"open": "free", "trial": "trial", "pay-as-you-go": "paygo", "paygo": "paygo", "flex": "paid",
             "premium": "subscription", "dedicated": "subscription", "on-prem": "subscription"}
 _PRICING_TYPES = ("free", "trial", "paygo", "paid", "subscription", "unknown")
@@ -343,6 +345,15 @@ class JobStore:
     def result(self, job_id: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT text FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else row["text"]
+
+    def take_result(self, job_id: str) -> str | None:
+        """Read a result and delete it in one transaction (a private job's result is readable
+        once: two concurrent reads must not both get it)."""
+        with self._tx() as db:
+            row = db.execute("SELECT text FROM results WHERE job_id = ?", (job_id,)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
         return None if row is None else row["text"]
 
     def pending(self) -> list[dict[str, Any]]:
