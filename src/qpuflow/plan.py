@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 CIRCUIT_RECIPE_VERSION = 1
 
 _STATE_NAMES = {"0": "0", "1": "1", "+": "plus", "-": "minus"}
-_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits")
+_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits", "study")
 # Probe delays (microseconds) for the T1 decay curve: a spread around Heron T1s of 100-300 us.
 DEFAULT_PROBE_DELAYS_US = (50.0, 100.0, 200.0)
 PROBE_ARM = "drift_aware"  # the arm whose qubits are chosen from a probe job
@@ -46,6 +46,10 @@ class RunSpec:
     # identities of other runs did not change when they were added).
     probe_delays_us: tuple[float, ...] | None = None
     probe_qubits: int | None = None
+    # The study's name (``study:`` in config.yaml), left out of the identity when unset: a
+    # deliberate repeat of a study under a new name takes new data instead of adopting the
+    # first study's jobs, and existing studies keep their run identities.
+    study: str | None = None
 
     def __post_init__(self) -> None:
         if self.probe_delays_us is not None:
@@ -95,7 +99,8 @@ class RunSpec:
         """SHA-256 of the canonical JSON of what defines the run.
 
         In it: every field of the spec (experiment and run names included, so two experiments
-        with equal parameters still get distinct jobs) and the circuit recipe version. Not in
+        with equal parameters still get distinct jobs; the study name when one is set) and the
+        circuit recipe version. Not in
         it: paths, timestamps, accounts, job IDs, package versions: changing those must not
         make a submitted run look new.
 
@@ -113,7 +118,8 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def job_tag(self) -> str:
-        """The deterministic tag every job of this run carries; used to find it again."""
+        """The per-run tag jobs carried before the service's tag limits were respected
+        (``qpuflow.packs`` reads it to adopt such jobs); new jobs carry pack tags instead."""
         return f"qpuflow-run-{self.run_id()[:24]}"
 
 
@@ -133,6 +139,7 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             provider=provider["name"],
             transpiler_seed=transpile["seed"],
             optimization_level=transpile["optimization_level"],
+            study=config.get("study") or None,
         )
         if exp["kind"] == "deployment":
             runs.extend(_deployment_runs(exp, common))
