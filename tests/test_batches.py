@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qpuflow.batches import (RUNS_PER_SNAKEMAKE_JOB, CompositionError, batch_tag, composition, job_tags,
-                             plan_batches, plan_jobs)
+from qpuflow.batches import RUNS_PER_SNAKEMAKE_JOB, plan_batches, plan_jobs
 from qpuflow.budget import JOB_OVERHEAD_SECONDS, estimate_job_seconds, estimate_qpu_seconds
 from qpuflow.plan import RunSpec, plan_runs
 from tests.conftest import SMALL_CONFIG, provider_jobs, snakemake, write_config
@@ -105,18 +104,42 @@ def test_snakemake_batches_gather_whole_jobs():
 
 
 def test_a_jobs_composition_is_read_back_from_its_tags_and_a_reordering_is_caught():
-    planned = specs(PACKED)[:3]
-    tags = job_tags(planned, ["lab"])
-    assert composition(tags, "j") == [(s.key, s.job_tag()) for s in planned]
-    single = job_tags(planned[:1], [])
-    assert single == ["qpuflow", "exp:rep", "run:L0_rep0", planned[0].job_tag()], "one-run jobs keep their tags"
-    assert composition(single, "j") == [(planned[0].key, planned[0].job_tag())]
-    swapped = list(tags)
-    first, second = swapped.index(planned[0].job_tag()), swapped.index(planned[1].job_tag())
-    swapped[first], swapped[second] = swapped[second], swapped[first]
-    with pytest.raises(CompositionError, match="order of its tags"):
-        composition(swapped, "j")
-    assert batch_tag(["a", "b"], ["x", "y"]) != batch_tag(["b", "a"], ["y", "x"])
+    from qpuflow.packs import MAX_TAG_CHARS, MAX_TAGS, CompositionError, Pack, composition, read_tags
+
+    planned = specs(PACKED)
+    pack = Pack(tuple(planned[:4]))
+    tags = pack.tags(["lab"])
+    assert len(tags) <= MAX_TAGS and all(len(t) <= MAX_TAG_CHARS for t in tags)
+    assert composition(reversed(tags), "j", planned) == list(pack.specs), "tag order at the service does not matter"
+    single = Pack(tuple(planned[:1])).tags([])
+    assert composition(single, "j", planned) == planned[:1]
+    # The runs tag lists the PUBs in order; swapping two of them no longer matches the pack tag.
+    runs_tag = next(t for t in tags if t.startswith("qpuflow-runs-"))
+    ids = runs_tag.removeprefix("qpuflow-runs-").split(".")
+    ids[0], ids[1] = ids[1], ids[0]
+    swapped = [t if t != runs_tag else "qpuflow-runs-" + ".".join(ids) for t in tags]
+    with pytest.raises(CompositionError, match="do not agree"):
+        composition(swapped, "j", planned)
+    assert read_tags(swapped).pack == pack.tag
+    # A job naming a run this config no longer plans is not recognised, not guessed at.
+    with pytest.raises(CompositionError, match="does not plan"):
+        composition(tags, "j", planned[1:])
+
+
+def test_tags_stay_within_the_service_limits_at_any_packing():
+    from qpuflow.packs import MAX_TAG_CHARS, MAX_TAGS, Pack, composition, fixed_tag_count
+
+    config = json.loads(json.dumps(PACKED))
+    config["experiments"]["rep"]["repetitions"] = 16  # 32 runs
+    planned = specs(config)
+    for size in (1, 7, 8, 9, 16, 32):
+        pack = Pack(tuple(planned[:size]))
+        extra = [f"tag{i}-" + "x" * 70 for i in range(MAX_TAGS - fixed_tag_count(size))]
+        tags = pack.tags(extra)
+        assert len(tags) <= MAX_TAGS and all(len(t) <= MAX_TAG_CHARS for t in tags), (size, tags)
+        assert composition(tags, "j", planned) == list(pack.specs)
+    with pytest.raises(ValueError, match="at most 8"):
+        Pack(tuple(planned[:8])).tags(["a", "b", "c", "d"])
 
 
 def test_a_packed_job_pays_the_overhead_once():

@@ -69,8 +69,9 @@ def test_jobs_listing_recovers_lost_ids(study: Path):
     assert len(jobs) == 3
     for job in jobs:
         assert set(job) >= {"job_id", "state", "tags", "created"} and job["state"] == "DONE"
-        assert any(t.startswith("qpuflow-run-") for t in job["tags"])
+        assert any(t.startswith("qpuflow-pack-") for t in job["tags"]) and len(job["runs"]) == 1
+    assert sorted(r for job in jobs for r in job["runs"]) == ["dep/session000_calibration", "sc/L0_rep0", "sc/L0_rep1"]
     table = run([str(BIN / "qpuflow"), "jobs"], study).stdout
     assert all(job["job_id"] in table for job in jobs)
-    tagged = run([str(BIN / "qpuflow"), "jobs", "--json", "--tag", "run:L0_rep1"], study).stdout.splitlines()
-    assert len(tagged) == 1
+    tagged = run([str(BIN / "qpuflow"), "jobs", "--json", "--run", "sc/L0_rep1"], study).stdout.splitlines()
+    assert len(tagged) == 1 and json.loads(tagged[0])["runs"] == ["sc/L0_rep1"]

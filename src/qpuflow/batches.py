@@ -6,22 +6,17 @@ experiment, on one backend, in one deployment session (a probe never shares with
 arms are chosen from its result). Within a group the runs keep their planned order (a
 session's arms in their recorded random order), chunked ``pubs_per_job`` at a time.
 
-A job's composition can be read back from its tags alone, so an interrupted submission can be
-adopted even without the ledger: the ``exp:``, ``run:`` and per-run job tags, in PUB order,
-plus a batch tag hashing that order (a provider that reordered tags is detected, not trusted).
+What identifies a job at the provider (its tags, within the service's limits) is in
+:mod:`qpuflow.packs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from qpuflow.plan import RunSpec
-
-BATCH_TAG_PREFIX = "qpuflow-batch-"
-RUN_TAG_PREFIX = "qpuflow-run-"
 
 
 # Runs one Snakemake job transpiles and submits (as ceil(runs / pubs_per_job) provider jobs).
@@ -57,12 +52,13 @@ def job_name(keys: Sequence[str]) -> str:
 
 def pubs_per_job(config: dict[str, Any]) -> int:
     """How many runs one job may carry (``provider.pubs_per_job``)."""
-    return int(config["provider"].get("pubs_per_job", 1))
+    return int(config["provider"]["pubs_per_job"])
 
 
 def batch_group(spec: RunSpec) -> tuple[Any, ...]:
-    """Runs with equal groups may share a job."""
-    return (spec.experiment, spec.backend, spec.provider, spec.session, spec.is_probe)
+    """Runs with equal groups may share a job. The shot count is part of it: the executor-based
+    sampler runs one shot count per job (IBM_API_NOTES.md, executor jobs)."""
+    return (spec.experiment, spec.backend, spec.provider, spec.session, spec.is_probe, spec.shots)
 
 
 def plan_jobs(specs: Iterable[RunSpec], pubs_per_job: int) -> list[tuple[str, ...]]:
@@ -98,59 +94,15 @@ def plan_batches(specs: Iterable[RunSpec], pubs_per_job: int,
     return batches
 
 
-def batch_tag(keys: Sequence[str], job_tags: Sequence[str]) -> str:
-    """The tag naming one job's composition: a hash of its runs and their job tags, in PUB order."""
-    text = "\n".join(f"{key} {tag}" for key, tag in zip(keys, job_tags, strict=True))
-    return BATCH_TAG_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def job_tags(specs: Sequence[RunSpec], extra: Sequence[str]) -> list[str]:
-    """The tags of a job carrying ``specs`` as its PUBs, in order; ``extra``: the config's tags.
-
-    A one-run job keeps the tags it always had; a batch adds ``run:`` names and job tags in
-    PUB order and the batch tag over them.
-    """
-    experiment = specs[0].experiment
-    runs = [f"run:{s.run}" for s in specs]
-    run_tags = [s.job_tag() for s in specs]
+def batch_record(specs: Sequence[RunSpec]) -> dict[str, Any] | None:
+    """What a marker records about the job's other runs (``None`` for a one-run job): the
+    job's name, its pack tag and its runs in PUB order."""
     if len(specs) == 1:
-        return ["qpuflow", f"exp:{experiment}", *runs, *extra, *run_tags]
-    return ["qpuflow", f"exp:{experiment}", *runs, *extra, batch_tag([s.key for s in specs], run_tags), *run_tags]
-
-
-class CompositionError(RuntimeError):
-    """A job's tags do not say unambiguously which PUB holds which run."""
-
-
-def composition(tags: Sequence[str], job_id: str) -> list[tuple[str, str]]:
-    """(run key, run job tag) per PUB of a job, read back from its tags.
-
-    Raises:
-        CompositionError: the job holds several runs but its tags' order cannot be verified.
-    """
-    experiments = [t[4:] for t in tags if t.startswith("exp:")]
-    runs = [t[4:] for t in tags if t.startswith("run:")]
-    run_tags = [t for t in tags if t.startswith(RUN_TAG_PREFIX)]
-    batch_tags = [t for t in tags if t.startswith(BATCH_TAG_PREFIX)]
-    if len(experiments) != 1 or len(runs) != len(run_tags) or not runs:
-        raise CompositionError(f"job {job_id}: its tags {list(tags)} do not name its runs")
-    keys = [f"{experiments[0]}/{run}" for run in runs]
-    if len(keys) == 1:
-        return [(keys[0], run_tags[0])]
-    if batch_tags != [batch_tag(keys, run_tags)]:
-        raise CompositionError(
-            f"job {job_id} carries {len(keys)} runs but the order of its tags does not match its batch "
-            f"tag {batch_tags}: which PUB holds which run cannot be told from the service"
-        )
-    return list(zip(keys, run_tags))
-
-
-def batch_record(keys: Sequence[str], job_tags_in_order: Sequence[str]) -> dict[str, Any] | None:
-    """What a marker records about the job's other runs (``None`` for a one-run job)."""
-    if len(keys) == 1:
         return None
-    return {"name": job_name(keys), "tag": batch_tag(keys, job_tags_in_order),
-            "runs": list(keys)}
+    from qpuflow.packs import Pack
+
+    keys = [s.key for s in specs]
+    return {"name": job_name(keys), "tag": Pack(tuple(specs)).tag, "runs": keys}
 
 
 def write_batch_file(path: Path, batch: str, markers: Sequence[Any]) -> None:

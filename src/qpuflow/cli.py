@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list jobs the provider holds")
     jobs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     jobs.add_argument("--tag", action="append", default=[], help="only jobs with this tag (repeatable)")
+    jobs.add_argument("--run", default=None, help="only jobs carrying this run (experiment/run, e.g. sc/L0_rep1)")
     jobs.add_argument("--limit", type=int, default=None, help="at most this many (newest first)")
     jobs.add_argument("--account", default=None, help="account name (default: the first in config)")
     status = sub.add_parser("status", help="state of every submitted run (polls, downloads nothing)")
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--queue-seconds", type=float, default=5.0, help="time a job stays queued")
     emu.add_argument("--run-seconds", type=float, default=2.0, help="time a job stays running")
     emu.add_argument("--usage-limit", type=float, default=600.0, help="QPU seconds per instance per window")
+    emu.add_argument("--lenient", action="store_true",
+                     help="accept more than the service's documented contract (default: strict, as the service)")
     return parser
 
 
@@ -75,20 +78,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "jobs":
         provider = make_provider(config, account=args.account or config["accounts"][0]["name"],
                                  local_store=paths.local_store)
-        infos = provider.jobs(limit=args.limit, tags=args.tag)
+        infos = _with_completion_times(provider.jobs(limit=args.limit, tags=args.tag), paths)
+        runs = _runs_of_jobs(config, infos)
+        if args.run:
+            infos = [info for info in infos if args.run in runs.get(info.job_id, [])]
         if args.json:
             for info in infos:
-                print(json.dumps(info.to_json(), sort_keys=True))
+                print(json.dumps({**info.to_json(), "runs": runs.get(info.job_id)}, sort_keys=True))
             return 0
         table = Table(title=f"{len(infos)} job(s) at provider '{provider.name}'")
         # Job IDs are what a user copies out of this table: never wrap or cut them.
         table.add_column("job_id", no_wrap=True)
-        table.add_column("status", no_wrap=True)
+        table.add_column("state", no_wrap=True)
         table.add_column("created (UTC)", no_wrap=True)
-        table.add_column("backend")
-        table.add_column("tags", overflow="fold")
+        table.add_column("QPU s", justify="right", no_wrap=True)
+        table.add_column("runs (PUB order)", overflow="fold")
         for info in infos:
-            table.add_row(info.job_id, info.state.value, info.created[:19], info.backend, ", ".join(info.tags))
+            named = runs.get(info.job_id)
+            charge = "pending" if info.state.final and not info.usage_final else (
+                f"{info.usage_seconds:g}" if info.usage_seconds is not None else "")
+            table.add_row(info.job_id, info.state.value, info.created[:16].replace("T", " "), charge,
+                          (named[0] + (f" +{len(named) - 1}" if len(named) > 1 else "")) if named else "?")
         console.print(table)
         return 0
     if args.command == "status":
@@ -114,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
         from qpuflow.budget import usage_by_account, with_service_usage
         from qpuflow.ledger import Ledger
 
-        usage = usage_by_account(config, Ledger(paths.ledger).accepted_markers(), paths.result)
+        ledger = Ledger(paths.ledger)
+        usage = usage_by_account(config, ledger.accepted_markers(), paths.result, duplicates=ledger.duplicates())
         usage = with_service_usage(
             usage, lambda name: make_provider(config, account=name, local_store=paths.local_store), only=None)
         table = Table(title=f"QPU seconds in the last {config['budget']['window_days']:g} days")
@@ -130,6 +141,41 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts commands
 
 
+def _with_completion_times(infos: list, paths: Paths) -> list:
+    """Fill in the completion time of jobs this study collected (the service's job listing has
+    none: it is in each job's metrics, which collect reads once)."""
+    import dataclasses
+
+    from qpuflow.records import Result
+
+    finished = {}
+    for path in (paths.root / "collected").glob("*/*.json"):
+        try:
+            result = Result.read(path)
+        except CorruptRecordError:
+            continue
+        finished[result.job_id] = result.completion_time
+    return [dataclasses.replace(i, finished=i.finished or finished.get(i.job_id)) for i in infos]
+
+
+def _runs_of_jobs(config: dict, infos: list) -> dict[str, list[str]]:
+    """Job ID -> the study's runs it carries, in PUB order, read from its tags (the runs this
+    config plans; jobs of other studies or configs are left out)."""
+    from qpuflow.packs import CompositionError, composition, read_tags
+    from qpuflow.plan import plan_runs
+
+    planned = plan_runs(config)
+    out = {}
+    for info in infos:
+        if not read_tags(info.tags).qpuflow:
+            continue
+        try:
+            out[info.job_id] = [spec.key for spec in composition(info.tags, info.job_id, planned)]
+        except CompositionError:
+            continue
+    return out
+
+
 def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: bool) -> int:
     from rich.table import Table
 
@@ -141,7 +187,8 @@ def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: 
 
     study = Study(config, source=source)
     events = Ledger(paths.ledger).events()
-    ours = usage_by_account(config, [e["marker"] for e in events if e["event"] == "accepted"], paths.result)
+    ours = usage_by_account(config, [e["marker"] for e in events if e["event"] == "accepted"], paths.result,
+                            duplicates=Ledger(paths.ledger).duplicates())
     theirs = with_service_usage(ours, lambda name: make_provider(config, account=name, local_store=paths.local_store),
                                 only=None)
     outside = {name: theirs[name].used_seconds - ours[name].used_seconds for name in ours}
@@ -178,7 +225,7 @@ In the shell that runs the workflow (any token string works; one instance, 'qpuf
 
 and in config.yaml: provider: {{name: ibm, backend: ibm_fez}}, accounts: [{{name: "env:EMU"}}]""", flush=True)
     serve(port=args.port, store=args.store, queue_seconds=args.queue_seconds, run_seconds=args.run_seconds,
-          usage_limit_seconds=args.usage_limit)
+          usage_limit_seconds=args.usage_limit, strict=not args.lenient)
     return 0
 
 

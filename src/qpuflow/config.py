@@ -142,6 +142,23 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
     names = [a["name"] for a in config["accounts"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: field 'accounts' names an account twice: {names}.")
+    _check_tag_room(config, source)
+
+
+def _check_tag_room(config: dict[str, Any], source: str) -> None:
+    """The config's tags must fit beside qpuflow's own within the service's 8 tags per job."""
+    from qpuflow.packs import MAX_TAGS, fixed_tag_count
+
+    per_job = int(config["provider"]["pubs_per_job"])
+    room = MAX_TAGS - fixed_tag_count(per_job)
+    tags = config.get("tags", [])
+    if len(tags) > room:
+        raise ConfigError(
+            f"{source}: field 'tags' lists {len(tags)} tags, but IBM accepts at most {MAX_TAGS} per job and "
+            f"qpuflow needs {fixed_tag_count(per_job)} of them with provider.pubs_per_job {per_job} (its study, "
+            f"pack and run identities), so at most {room} fit. Remove {len(tags) - room} tag(s)"
+            + (" or lower provider.pubs_per_job." if per_job > 8 else ".")
+        )
 
 
 def _check_deployment_fields(name: str, exp: dict[str, Any], source: str) -> None:
