@@ -79,3 +79,69 @@ def provider_jobs(folder: Path) -> list[dict]:
     """Every job the local provider holds, through the CLI (how a user would count them)."""
     proc = run([str(BIN / "qpuflow"), "jobs", "--json"], folder)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------- the IBM path
+# Every IBM-path test talks to the project's emulator in its strict mode (the service's
+# documented contract: tag limits, rate limit, error bodies, billing, 204 results ...), through
+# the unmodified qiskit-ibm-runtime client, on 127.0.0.1 only.
+
+TOKEN = "qpuflowSecretToken-7f3a9c1e5b2d4f60"  # recognisable: must never be written anywhere
+TOKEN_B = "qpuflowSecretTokenB-0c4e8a2f6b1d3957"
+
+
+@pytest.fixture
+def emu(tmp_path):
+    from qpuflow.emulator import EmulatorHandle
+
+    with EmulatorHandle(tmp_path / "emulator-store", queue_seconds=0, run_seconds=0) as handle:
+        assert handle.strict
+        yield handle
+
+
+def ibm_env(emu, prefix: str = "EMU", token: str = TOKEN, instance: str = "qpuflow-emulator") -> dict[str, str]:
+    return {**emu.client_env(), f"{prefix}_TOKEN": token, f"{prefix}_INSTANCE": instance, f"{prefix}_URL": emu.api_url}
+
+
+def use_ibm(study: Path, config: dict, accounts=("EMU",), pubs_per_job: int = 1, **ibm) -> dict:
+    config["provider"] = {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120, "pubs_per_job": pubs_per_job,
+                          "ibm": {"backoff_seconds": 0.1, **ibm}}
+    config["accounts"] = [{"name": f"env:{prefix}"} for prefix in accounts]
+    write_config(study, config)
+    return config
+
+
+@pytest.fixture
+def in_process(study, monkeypatch):
+    """Run library calls from the study folder with the given environment."""
+    from qpuflow.config import load_config
+    from qpuflow.paths import Paths
+
+    monkeypatch.chdir(study)
+
+    def setup(env: dict[str, str]):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        config = load_config(study / "config.yaml")
+        return config, Paths.from_config(config, base=study)
+
+    return setup
+
+
+def jobs_by_pack(emu) -> dict[str, list[dict]]:
+    """The emulator's jobs grouped by their pack tag (one pack = one set of runs)."""
+    out: dict[str, list[dict]] = {}
+    for job in emu.jobs():
+        pack = next((t for t in job["tags"] if t.startswith("qpuflow-pack-")), None)
+        out.setdefault(pack, []).append(job)
+    return out
+
+
+def assert_one_live_job_per_pack(emu) -> dict[str, dict]:
+    """Every pack of runs has exactly one job that is not cancelled; returns pack -> that job."""
+    kept = {}
+    for pack, jobs in jobs_by_pack(emu).items():
+        live = [j for j in jobs if j["status"] != "Cancelled"]
+        assert len(live) == 1, f"{pack}: {[(j['id'], j['status']) for j in jobs]}"
+        kept[pack] = live[0]
+    return kept

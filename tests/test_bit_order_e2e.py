@@ -16,6 +16,7 @@ from qiskit.circuit.library import XGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.collect import collect_result
+from qpuflow.providers import ProviderError
 from qpuflow.providers.ibm import IBMProvider
 from qpuflow.providers.local import LocalProvider, LocalSettings
 from qpuflow.records import Result
@@ -84,26 +85,35 @@ def test_ibm_sampler_path_keeps_every_register_in_order(flagged_isa):
         assert (majority == expected_bits(size)).all(), f"register {name}: {out[name].mean(axis=0)}"
 
 
-def test_emulator_download_from_the_listing_keeps_every_register_in_order(flagged_isa, tmp_path, monkeypatch):
-    """collect fetches with the status it already polled (one request); same bits as the job path."""
+@pytest.mark.parametrize("primitive", ["executor_sampler", "sampler_v2"])
+def test_emulator_download_from_the_listing_keeps_every_register_in_order(flagged_isa, tmp_path, monkeypatch, primitive):
+    """collect downloads with the status it already polled (the result and the metrics, nothing
+    else), through either primitive; the same bits as the job path, in the same order."""
     from qpuflow.emulator import EmulatorHandle
 
     path, registers = flagged_isa
-    with EmulatorHandle(tmp_path / "emu", queue_seconds=0, run_seconds=0) as emu:
+    with EmulatorHandle(tmp_path / "emu", queue_seconds=0, run_seconds=0, billing_delay_seconds=0) as emu:
         for key, value in {**emu.client_env(), "EMU_TOKEN": "bit-order", "EMU_INSTANCE": "qpuflow-emulator",
                            "EMU_URL": emu.api_url}.items():
             monkeypatch.setenv(key, value)
-        provider = IBMProvider("env:EMU")
-        job = provider.submit([path], backend="ibm_fez", shots=[400], tags=["qpuflow", "flag"], max_execution_time=60)
+        provider = IBMProvider("env:EMU", primitive=primitive)
+        job = provider.submit([path], backend="ibm_fez", shots=[400], tags=["qpuflow", "flag"], max_execution_time=60,
+                              metadata=[{"qpuflow_run": "x/y", "qpuflow_run_id": "f" * 64}])
         emu.wait_for(job)
         known = provider.statuses([job])[job]
-        assert known.state.final and known.usage_seconds and known.finished
+        assert known.state.final and known.usage_seconds and known.usage_final
+        assert known.finished is None, "the documented job record has no completion time"
         emu.clear_requests()
         fast = provider.fetch(job, known=known)
-        kinds = [r["kind"] for r in emu.requests()]
-        assert kinds == ["results"], f"one request per download, not {kinds}"
+        kinds = sorted(r["kind"] for r in emu.requests())
+        assert kinds == ["metrics", "results"], f"the result and its metrics, not {kinds}"
         slow = provider.fetch(job)
-    assert fast.completion_time == slow.completion_time and fast.info.usage_seconds == slow.info.usage_seconds
+    assert fast.completion_time and fast.completion_time == slow.completion_time
+    assert fast.info.usage_seconds == slow.info.usage_seconds == known.usage_seconds
+    assert fast.info.program == ("executor" if primitive == "executor_sampler" else "sampler")
+    assert fast.pub_run_ids == ["f" * 64], "the run identity travels in the circuit metadata"
+    with pytest.raises(ProviderError, match="holds run"):
+        fast.registers(0, run_id="e" * 64)
     for name, size in registers.items():
         assert (fast.registers(0)[name] == slow.registers(0)[name]).all()
         majority = fast.registers(0)[name].mean(axis=0) > 0.5

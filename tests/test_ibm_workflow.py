@@ -8,54 +8,21 @@ with ``provider: ibm``; the fault tests drive the same library functions in one 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from qpuflow.config import load_config
 from qpuflow.ledger import Ledger
-from qpuflow.paths import Paths
 from qpuflow.plan import plan_runs
-from tests.conftest import snakemake, write_config
+from tests.conftest import TOKEN, TOKEN_B, assert_one_live_job_per_pack, ibm_env, snakemake, use_ibm, write_config
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "qpuflowSecretToken-7f3a9c1e5b2d4f60"  # recognisable: must never be written anywhere
-TOKEN_B = "qpuflowSecretTokenB-0c4e8a2f6b1d3957"
+def _planned(study):
+    from qpuflow.config import load_config
 
-
-@pytest.fixture
-def emu(tmp_path):
-    from qpuflow.emulator import EmulatorHandle
-
-    with EmulatorHandle(tmp_path / "emulator-store", queue_seconds=0, run_seconds=0) as handle:
-        yield handle
-
-
-def ibm_env(emu, prefix="EMU", token=TOKEN, instance="qpuflow-emulator") -> dict[str, str]:
-    return {**emu.client_env(), f"{prefix}_TOKEN": token, f"{prefix}_INSTANCE": instance, f"{prefix}_URL": emu.api_url}
-
-
-def use_ibm(study: Path, config: dict, accounts=("EMU",), pubs_per_job: int = 1, **ibm) -> dict:
-    config["provider"] = {"name": "ibm", "backend": "ibm_fez", "max_execution_time": 120, "pubs_per_job": pubs_per_job,
-                          "ibm": {"backoff_seconds": 0.1, **ibm}}
-    config["accounts"] = [{"name": f"env:{prefix}"} for prefix in accounts]
-    write_config(study, config)
-    return config
-
-
-@pytest.fixture
-def in_process(study, monkeypatch):
-    """Run library calls from the study folder with the given environment."""
-    monkeypatch.chdir(study)
-
-    def setup(env: dict[str, str]):
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        config = load_config(study / "config.yaml")
-        return config, Paths.from_config(config, base=study)
-
-    return setup
+    return plan_runs(load_config(study / "config.yaml"))
 
 
 def tagged(emu_jobs, tag):
@@ -88,7 +55,8 @@ def test_workflow_targets_run_unchanged_against_the_emulator_and_no_secret_is_wr
     outputs.append(listing)
     listed = [json.loads(line) for line in listing.stdout.splitlines() if line.strip()]
     assert sorted(j["job_id"] for j in listed) == sorted(m["job_id"] for m in markers)
-    assert all(j["state"] == "DONE" and any(t.startswith("qpuflow-run-") for t in j["tags"]) for j in listed)
+    assert all(j["state"] == "DONE" and any(t.startswith("qpuflow-pack-") for t in j["tags"]) for j in listed)
+    assert sorted(r for j in listed for r in j["runs"]) == sorted(m["run_key"] for m in markers)
     # Invariant 3: the token appears in no file and no output.
     for out in outputs:
         assert TOKEN not in out.all
@@ -112,64 +80,76 @@ def test_kill_between_post_and_marker_is_adopted_by_tag(study, small_config, emu
     assert [m["job_id"] for m in adopted if m["adopted"]] == [first[0]["job_id"]]
 
 
-def test_5xx_after_create_duplicates_are_cancelled(study, small_config, emu, in_process):
-    from qpuflow.pipeline import submit_pending
-
-    emu.configure(queue_seconds=30)  # duplicates must still be cancellable
-    use_ibm(study, small_config)
-    config, paths = in_process(ibm_env(emu))
-    emu.set_faults(errors=1, error_status=503, error_after_create=True)
-    specs = plan_runs(config)
-    markers = submit_pending(specs, config, paths)
-    provider = provider_for(config, paths)
-    for spec, marker in zip(specs, markers):
-        jobs = provider.find_by_tag(spec.job_tag())
-        live = [j for j in jobs if j.state.value != "CANCELLED"]
-        assert [j.job_id for j in live] == [marker.job_id], f"{spec.key}: {[(j.job_id, j.state) for j in jobs]}"
-    duplicates = [e for e in Ledger(paths.ledger).events() if e["event"] == "duplicate"]
-    assert len(duplicates) >= 1 and duplicates[0]["outcome"] == "cancelled"
-
-
-def test_429_rate_limit_backs_off_and_never_duplicates(study, small_config, emu, in_process):
-    from qpuflow.pipeline import submit_pending
-
-    use_ibm(study, small_config)
-    config, paths = in_process(ibm_env(emu))
-    emu.set_faults(errors=2, error_status=429, error_retry_after=1)
-    markers = submit_pending(plan_runs(config), config, paths)
-    assert len(markers) == 3
-    assert len([r for r in emu.requests("submit") if r["status"] == 429]) == 2
-    assert len([r for r in emu.requests("submit") if r["status"] == 200]) == 3
-
-
 def test_collect_survives_timeouts_drops_failures_and_cancellations(study, small_config, emu, in_process):
+    """Collect reports an unreachable service and writes nothing; later it records a failed and a
+    service-cancelled job with the service's reason (their results are 204: only the metrics are
+    read) and a completed one with its charge and completion time."""
+    import time
+
     from qpuflow.pipeline import collect, submit_pending
 
-    small_config["tags"] = []
+    emu.configure(queue_seconds=60)
     use_ibm(study, small_config)
     config, paths = in_process(ibm_env(emu))
-    emu.set_faults(fail_tags=["run:L0_rep1"], cancel_tags=["run:L0_rep0"])
-    submit_pending(plan_runs(config), config, paths)
-    emu.set_faults(drops=1000, drop_endpoints=["list", "status", "results"])
+    markers = {m.run_key: m for m in submit_pending(plan_runs(config), config, paths)}
+    emu.fail_job(markers["sc/L0_rep1"].job_id, reason_code=1500, reason="Internal error (emulated)")
+    emu.cancel_job(markers["sc/L0_rep0"].job_id)
+    emu.complete_job(markers["dep/session000_calibration"].job_id)
+    emu.set_faults(drops=1000, drop_endpoints=["list", "status", "results", "metrics"])
     rows = collect(config, paths)
     assert all(r.state == "?" and not r.collected for r in rows) and "reached" in rows[0].error
     assert not list((paths.root / "collected").glob("*/*.json"))
     emu.set_faults(drops=0, delays=0)
-    import time
-
+    emu.clear_requests()
     for _ in range(100):
         rows = collect(config, paths)
-        if all(r.final for r in rows):
+        if all(r.collected for r in rows):
             break
         time.sleep(0.3)
     by_run = {r.run_key: r for r in rows}
     failed = json.loads(paths.result("sc/L0_rep1").read_text())
     cancelled = json.loads(paths.result("sc/L0_rep0").read_text())
     done = json.loads(paths.result("dep/session000_calibration").read_text())
-    assert failed["status"] == "failed" and "1500" in failed["error"]
+    assert failed["status"] == "failed" and "1500" in failed["error"] and failed["completion_time"]
     assert cancelled["status"] == "cancelled" and "cancelled" in cancelled["error"].lower()
-    assert done["status"] == "completed" and done["usage_seconds"] > 0
+    assert failed["usage_seconds"] == cancelled["usage_seconds"] == 0, "the system's failures cost nothing"
+    assert done["status"] == "completed" and done["completion_time"]
     assert by_run["dep/session000_calibration"].collected
+    results = emu.requests("results")
+    assert [r["path"].split("/")[-2] for r in results] == [markers["dep/session000_calibration"].job_id], \
+        "only the completed job's result is downloaded"
+
+
+def test_charged_usage_is_read_once_billing_is_final_and_the_budget_uses_it(study, small_config, emu, in_process):
+    """The charge is usage.qpu_charge_time_seconds once its billing status is no longer pending:
+    a result collected while billing is pending says so, and a later collect fills the charge
+    in without downloading the result again; `qpuflow budget` then counts charges."""
+    import time
+
+    from qpuflow.pipeline import collect, submit_pending
+    from tests.conftest import BIN, run
+
+    emu.configure(billing_delay_seconds=4)
+    use_ibm(study, small_config)
+    config, paths = in_process(ibm_env(emu))
+    markers = submit_pending(plan_runs(config), config, paths)
+    for marker in markers:
+        emu.wait_for(marker.job_id)
+    collect(config, paths)
+    pending = [json.loads(paths.result(m.run_key).read_text()) for m in markers]
+    assert all(r["status"] == "completed" and r["usage_final"] is False and r["usage_seconds"] is None
+               and r["completion_time"] for r in pending)
+    time.sleep(4.5)
+    emu.clear_requests()
+    collect(config, paths)
+    assert not emu.requests("results") and not emu.requests("metrics"), "the listing carries the charge"
+    charged = {j["id"]: j["usage_seconds"] for j in emu.jobs()}
+    final = [json.loads(paths.result(m.run_key).read_text()) for m in markers]
+    assert [r["usage_seconds"] for r in final] == [charged[m.job_id] for m in markers]
+    assert all(r["usage_final"] for r in final)
+    assert [r["registers"] for r in final] == [r["registers"] for r in pending], "the data is untouched"
+    budget = run([str(BIN / "qpuflow"), "budget"], paths.root.parent, env=ibm_env(emu)).stdout
+    assert f"{sum(charged.values()):.1f}" in budget
 
 
 def test_service_down_is_a_clear_error_and_nothing_is_recorded_wrongly(study, small_config, emu, in_process):
@@ -288,11 +268,18 @@ def test_packed_runs_through_the_real_client_one_post_one_download_per_job(study
     submits = [r for r in emu.requests("submit") if r["status"] == 200]
     jobs = {m["job_id"] for m in markers.values()}
     assert len(submits) == len(jobs) == 3
+    from qpuflow.packs import composition
+
     for job_id in jobs:
         members = sorted((m for m in markers.values() if m["job_id"] == job_id), key=lambda m: m["pub_index"])
         assert [m["pub_index"] for m in members] == list(range(len(members)))
         emulated = emu.job(job_id)
-        assert [t for t in emulated["tags"] if t.startswith("run:")] == [f"run:{m['run_key'].split('/')[1]}" for m in members]
+        assert len(emulated["tags"]) <= 8 and all(len(t) <= 86 for t in emulated["tags"])
+        from_tags = [s.key for s in composition(emulated["tags"], job_id, _planned(study))]
+        assert from_tags == [m["run_key"] for m in members], "the job's tags name its runs in PUB order"
+    for job in emu.jobs():
+        emu.wait_for(job["id"])
+    time.sleep(2.2)  # the strict emulator's billing stays pending for 2 s after a job ends
     emu.clear_requests()
     out = snakemake(study, "collect", env=env)
     assert "Completed: 7/7" in out.all
@@ -312,3 +299,68 @@ def test_packed_runs_through_the_real_client_one_post_one_download_per_job(study
     runs = pd.read_csv(study / "results" / "analysis" / "runs.csv")
     sc = runs[runs["experiment"] == "sc"]
     assert len(sc) == 6 and (sc["decoded_rate"] < 0.2).all()
+
+
+def _default_study_on_ibm(tmp_path: Path, emu, **provider_changes) -> tuple[Path, dict[str, str]]:
+    """The repository's own config.yaml with only ``provider.name: ibm`` changed (plus what the
+    caller changes), and its account ``local`` saved as a qiskit account that reaches the emulator."""
+    import shutil
+
+    import yaml
+
+    from qpuflow.emulator import save_emulator_account
+    from tests.conftest import REPO
+
+    folder = tmp_path / "default-study"
+    folder.mkdir()
+    for name in ("Snakefile", "workflow", "profiles", "envs", "config.yaml"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / name)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["provider"]["name"] = "ibm"
+    for key, value in provider_changes.items():
+        config["provider"][key] = value
+    write_config(folder, config)
+    home = tmp_path / "home"
+    save_emulator_account(home / ".qiskit" / "qiskit-ibm.json", config["accounts"][0]["name"], emu, TOKEN,
+                          "qpuflow-emulator")
+    return folder, {**emu.client_env(), "HOME": str(home)}
+
+
+@pytest.mark.parametrize("changes", [
+    {},                                                        # executor sampler, 8 runs per job
+    {"pubs_per_job": 1, "ibm": {"primitive": "sampler_v2"}},   # SamplerV2, one run per job (hits the rate limit)
+], ids=["default", "one-run-per-job-samplerv2"])
+def test_the_default_study_runs_on_ibm_against_the_strict_emulator(tmp_path, emu, changes):
+    """DESIGN's main loop on the default study, switched to provider: ibm: submit (surface code and
+    the first session's probe), collect, submit (the session's arms), collect, analyze, through
+    the unmodified client against the emulator in its strict mode (8 tags of 86 characters, 5
+    submissions a minute, 204 results, pending billing ...)."""
+    import pandas as pd
+
+    folder, env = _default_study_on_ibm(tmp_path, emu, **changes)
+    snakemake(folder, "submit", env=env, timeout=900)
+    for job in emu.jobs():
+        emu.wait_for(job["id"])
+    out = snakemake(folder, "collect", env=env)
+    assert "Completed: 7/7" in out.all
+    snakemake(folder, "submit", env=env, timeout=900)
+    for job in emu.jobs():
+        emu.wait_for(job["id"])
+    out = snakemake(folder, "collect", env=env)
+    assert "Completed: 9/9" in out.all
+    snakemake(folder, "analyze", env=env)
+    jobs = emu.jobs()
+    per_job = changes.get("pubs_per_job", 8)
+    assert len(jobs) == (9 if per_job == 1 else 3)
+    for job in jobs:
+        assert len(job["tags"]) <= 8 and all(len(t) <= 86 for t in job["tags"]), job["tags"]
+        assert job["status"] == "Completed"
+        assert job["program"]["id"] == ("sampler" if changes else "executor")
+    assert_one_live_job_per_pack(emu)
+    runs = pd.read_csv(folder / "results" / "analysis" / "runs.csv")
+    assert len(runs) == 8 and (runs["status"] == "completed").all()  # the probe is not a memory run
+    surface = runs[runs["experiment"] == "surface_code"]
+    assert (surface["decoded_rate"] < surface["raw_rate"]).all()
+    if per_job == 1:
+        assert [r for r in emu.requests("submit") if r["status"] == 429], "the rate limit was met and waited out"

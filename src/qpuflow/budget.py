@@ -77,9 +77,13 @@ class AccountUsage:
 
 def usage_by_account(
     config: dict[str, Any], accepted_markers: Iterable[dict[str, Any]], result_path_of,
-    *, now: datetime | None = None,
+    *, now: datetime | None = None, duplicates: Iterable[dict[str, Any]] = (),
 ) -> dict[str, AccountUsage]:
-    """Usage in the current window for every configured account."""
+    """Usage in the current window for every configured account.
+
+    ``duplicates``: the ledger's duplicate jobs (latest record of each); an extra job that ran
+    is charged like any other, one cancelled while queued costs nothing.
+    """
     now = now or clock()
     window = timedelta(days=config["budget"]["window_days"])
     used = {a["name"]: 0.0 for a in config["accounts"]}
@@ -91,6 +95,13 @@ def usage_by_account(
         if now - parse_time(marker["submission_time"]) > window:
             continue
         used[marker["account"]] += job_usage(marker, result_path_of(marker["run_key"]))
+    for dup in duplicates:
+        if dup["job_id"] in seen or dup.get("account") not in used:
+            continue
+        seen.add(dup["job_id"])
+        if now - parse_time(dup["time"]) > window:
+            continue
+        used[dup["account"]] += duplicate_usage(dup)
     return {
         a["name"]: AccountUsage(
             account=a["name"], limit_seconds=float(a["budget_seconds"]), used_seconds=round(used[a["name"]], 3),
@@ -101,7 +112,8 @@ def usage_by_account(
 
 
 def job_usage(marker: dict[str, Any], result_path: Path) -> float:
-    """Seconds a job cost: the provider's figure once collected, else the estimate at submission."""
+    """Seconds a job cost: the provider's charge once collected and billed, else the estimate at
+    submission (also while the service's billing is still pending)."""
     if result_path.exists():
         try:
             result = Result.read(result_path)
@@ -110,6 +122,16 @@ def job_usage(marker: dict[str, Any], result_path: Path) -> float:
         if result is not None and result.job_id == marker["job_id"] and result.usage_seconds is not None:
             return float(result.usage_seconds)
     return float(marker["estimated_qpu_seconds"])
+
+
+def duplicate_usage(dup: dict[str, Any]) -> float:
+    """Seconds an extra job costs: its charge once known, nothing if cancelled before it ran,
+    else the estimate of the job it duplicates."""
+    if dup.get("usage_seconds") is not None and (dup.get("usage_final") or dup.get("state") == "CANCELLED"):
+        return float(dup["usage_seconds"])
+    if dup.get("state") == "CANCELLED" and str(dup.get("outcome", "")).startswith("cancelled"):
+        return 0.0
+    return float(dup.get("estimated_qpu_seconds") or 0.0)
 
 
 def with_service_usage(usage: dict[str, AccountUsage], factory: Callable[[str], Any], *,

@@ -68,9 +68,12 @@ def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str
     return poll_rows(paths, markers, factory)[0]
 
 
-def poll_rows(paths: Paths, markers: dict[str, Marker],
-              factory: Callable[[str, str], Provider]) -> tuple[list[JobStatusRow], dict[str, JobInfo]]:
-    """:func:`status_rows`, plus what the bulk poll said of each pending run's job."""
+def poll_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider],
+              also: dict[str, Marker] | None = None) -> tuple[list[JobStatusRow], dict[str, JobInfo]]:
+    """:func:`status_rows`, plus what the bulk poll said of each pending run's job.
+
+    ``also``: collected runs to ask about in the same poll (their charge was still pending).
+    """
     rows: dict[str, JobStatusRow] = {}
     infos: dict[str, JobInfo] = {}
     pending: dict[str, Marker] = {}
@@ -82,7 +85,12 @@ def poll_rows(paths: Paths, markers: dict[str, Marker],
                                      collected=True, error=result.error)
         else:
             pending[key] = marker
-    for key, info in poll(pending, factory=factory).items():
+    extra = {k: m for k, m in (also or {}).items() if k not in pending}
+    for key, info in poll({**pending, **extra}, factory=factory).items():
+        if key in extra:
+            if not isinstance(info, str):
+                infos[key] = info
+            continue
         if isinstance(info, str):
             rows[key] = JobStatusRow(key, markers[key].job_id, "?", collected=False, error=info)
         else:
@@ -106,19 +114,24 @@ def collect_result(marker: Marker, result_path: Path, provider: Provider,
         log.info("%s: job %s is %s; nothing to collect yet", marker.run_key, marker.job_id, info.state.value)
         return None
     if info.state is JobState.UNKNOWN:
-        output_registers, completion = None, None
-    else:
-        downloaded = {} if downloaded is None else downloaded
-        if marker.job_id not in downloaded:
-            downloaded[marker.job_id] = provider.fetch(marker.job_id, known=info)
-        output = downloaded[marker.job_id]
-        info, output_registers, completion = output.info, output.registers(marker.pub_index), output.completion_time
+        # Not a failure: the job store may be elsewhere, or the account may be another
+        # instance's. Nothing is written, so a later collect that finds the job completes it.
+        log.warning("%s: the provider does not know job %s (%s); left pending, not recorded as failed",
+                    marker.run_key, marker.job_id, info.error or "unknown job")
+        return None
+    downloaded = {} if downloaded is None else downloaded
+    if marker.job_id not in downloaded:
+        downloaded[marker.job_id] = provider.fetch(marker.job_id, known=info)
+    output = downloaded[marker.job_id]
+    info = output.info
+    output_registers = output.registers(marker.pub_index, run_id=marker.run_id)
     result = Result(
         job_id=marker.job_id,
         run_key=marker.run_key,
         status=info.state.result_status,
-        completion_time=completion,
-        usage_seconds=info.usage_seconds,
+        completion_time=output.completion_time,
+        usage_seconds=info.usage_seconds if info.usage_final else None,
+        usage_final=info.usage_final,
         registers={name: pack_bits(bits) for name, bits in (output_registers or {}).items()},
         error=None if info.state is JobState.DONE else (info.error or f"job ended {info.state.value} without a message"),
         provider_status=info.state.value,
@@ -127,6 +140,35 @@ def collect_result(marker: Marker, result_path: Path, provider: Provider,
     write_json_atomic(result_path, result.to_json())
     log.info("%s: job %s %s", marker.run_key, marker.job_id, result.status)
     return result
+
+
+def pending_charges(paths: Paths, markers: dict[str, Marker]) -> dict[str, Marker]:
+    """Runs whose result is written but whose job's charge was still pending at the service."""
+    out = {}
+    for key, marker in markers.items():
+        path = paths.result(key)
+        if path.exists():
+            result = Result.read(path)
+            if result.usage_final is False:
+                out[key] = marker
+    return out
+
+
+def record_charges(paths: Paths, markers: dict[str, Marker], infos: dict[str, JobInfo]) -> int:
+    """Write the final charge into results collected while billing was pending (their data is
+    not touched: only usage_seconds and usage_final change). Returns how many were updated."""
+    updated = 0
+    for key, info in infos.items():
+        if not info.usage_final or info.usage_seconds is None:
+            continue
+        result = Result.read(paths.result(key))
+        if result.job_id != markers[key].job_id or result.usage_final is not False:
+            continue
+        write_json_atomic(paths.result(key), dataclasses.replace(result, usage_seconds=info.usage_seconds,
+                                                                  usage_final=True).to_json())
+        log.info("%s: job %s charged %.1f QPU s (billing final)", key, info.job_id, info.usage_seconds)
+        updated += 1
+    return updated
 
 
 def provider_factory(config: dict[str, Any], paths: Paths) -> Callable[[str, str], Provider]:

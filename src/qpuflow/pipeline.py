@@ -57,7 +57,7 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     from qpuflow.ledger import Ledger
     from qpuflow.schedule import now
     from qpuflow.sessions import plan_submissions
-    from qpuflow.submit import check_pending_budget, submit_batch
+    from qpuflow.submit import check_pending_budget, submit_packs
 
     def failed(key: str) -> bool:
         return paths.result(key).exists() and Result.read(paths.result(key)).status == "failed"
@@ -72,20 +72,20 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     for note in plan.notes:
         print(note, flush=True)
     specs = [runs[key] for key in plan.keys]
-    names = [a["name"] for a in config["accounts"]]
     written = []
     pending = [s for s in specs if not paths.marker(s.key).exists()]
     for spec in pending:
         ensure_isa(spec, config, paths, runs)
     check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job
-    for i, job in enumerate(plan_jobs(pending, pubs_per_job(config))):
-        account = accounts[i % len(accounts)] if accounts else None
-        markers = submit_batch([runs[key] for key in job], config=config, paths=paths, account=account,
-                               api_key_index=names.index(account) if account else None)
-        written.extend(markers)
-        for marker in markers:
-            pub = f", PUB {marker.pub_index + 1} of {len(job)}" if len(job) > 1 else ""
-            print(f"Submitted {marker.run_key}: job {marker.job_id} ({marker.account}{pub})", flush=True)
+    jobs = plan_jobs(pending, pubs_per_job(config))
+    chosen = [accounts[i % len(accounts)] for i in range(len(jobs))] if accounts else [None] * len(jobs)
+    # Each marker's api_key_index is the index of the account that paid (the seed's field).
+    markers = submit_packs([[runs[key] for key in job] for job in jobs], config=config, paths=paths, account=chosen)
+    sizes = {key: len(job) for job in jobs for key in job}
+    written.extend(markers)
+    for marker in markers:
+        pub = f", PUB {marker.pub_index + 1} of {sizes[marker.run_key]}" if sizes[marker.run_key] > 1 else ""
+        print(f"Submitted {marker.run_key}: job {marker.job_id} ({marker.account}{pub})", flush=True)
     skipped = len(specs) - len(pending)
     if skipped:
         print(f"{skipped} run(s) already had a marker; nothing resubmitted.")
@@ -103,9 +103,16 @@ def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None 
 
     from qpuflow.providers import ProviderError
 
-    markers = read_markers(paths, keys)
+    from qpuflow.collect import pending_charges, record_charges
+    from qpuflow.reconcile import resolve_open
+
     factory = provider_factory(config, paths)
-    rows, infos = poll_rows(paths, markers, factory)
+    for note in resolve_open(config, paths, factory):
+        log.warning("%s", note)
+    markers = read_markers(paths, keys)
+    billing = pending_charges(paths, markers)
+    rows, infos = poll_rows(paths, markers, factory, also=billing)
+    record_charges(paths, billing, {key: infos[key] for key in billing if key in infos})
     downloaded: dict = {}  # job ID -> output: a job carrying several runs is downloaded once
     out = []
     for row in rows:

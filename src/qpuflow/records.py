@@ -217,6 +217,10 @@ class Result:
     provider_status: str = ""
     collected_time: str = ""
     schema_version: int = RESULT_SCHEMA_VERSION
+    # Whether usage_seconds is the service's final charge. False while its billing is pending
+    # (usage_seconds is then None and the budget uses the estimate); a later collect fills it
+    # in. None in results written before billing was tracked.
+    usage_final: bool | None = None
 
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES:

@@ -103,13 +103,11 @@ def submit_batch(smk: Any) -> None:
     """Send the batch's provider jobs, each carrying its runs as PUBs (each once, ever); write
     the runs' markers and the batch file."""
     from qpuflow.batches import write_batch_file
-    from qpuflow.submit import submit_batch as send
+    from qpuflow.submit import submit_packs
 
     paths = Paths.from_config(smk.config)
     specs = {spec.key: spec for spec in (RunSpec.from_json(dict(data)) for data in smk.params.specs)}
-    markers = []
-    for job in smk.params.jobs:
-        markers.extend(send([specs[key] for key in job], config=smk.config, paths=paths))
+    markers = submit_packs([[specs[key] for key in job] for job in smk.params.jobs], config=smk.config, paths=paths)
     write_batch_file(Path(smk.output.batch), smk.wildcards.batch, markers)
 
 

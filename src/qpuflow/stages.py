@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,15 @@ def _ibm_local_mode(config: dict[str, Any]) -> bool:
 
 
 def _ibm_backend(name: str, config: dict[str, Any]):
+    ibm = config["provider"].get("ibm", {})
+    return _service_backend(name, config["accounts"][0]["name"], ibm.get("channel", "ibm_quantum_platform"),
+                            float(ibm.get("request_timeout_seconds", 60.0)))
+
+
+@functools.lru_cache(maxsize=8)
+def _service_backend(name: str, account: str, channel: str, timeout: float):
+    """The service's backend, fetched once per process: every service sign-in costs IAM, instance
+    lookup and backend requests, and a submit transpiles many runs for the same backend."""
     from qpuflow.providers.ibm import IBMProvider
 
-    account = config["accounts"][0]["name"]
-    return IBMProvider(account, channel=config["provider"].get("ibm", {}).get("channel", "ibm_quantum_platform"))._backend(name)
+    return IBMProvider(account, channel=channel, request_timeout_seconds=timeout)._backend(name)

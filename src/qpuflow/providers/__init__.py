@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qpuflow.providers.base import JobInfo, JobOutput, JobState, Provider, ProviderError
+from qpuflow.providers.base import (JobInfo, JobOutput, JobState, Provider, ProviderError, SubmitRefused,
+                                     SubmitUncertain, Unauthorized, UsageLimitExceeded, furthest_along)
 
-__all__ = ["JobInfo", "JobOutput", "JobState", "Provider", "ProviderError", "make_provider"]
+__all__ = ["JobInfo", "JobOutput", "JobState", "Provider", "ProviderError", "SubmitRefused", "SubmitUncertain",
+           "Unauthorized", "UsageLimitExceeded", "furthest_along", "make_provider"]
 
 
 def make_provider(config: dict[str, Any], *, account: str, local_store: Path) -> Provider:
@@ -23,6 +25,6 @@ def make_provider(config: dict[str, Any], *, account: str, local_store: Path) ->
         ibm = config["provider"].get("ibm", {})
         return IBMProvider(account, channel=ibm.get("channel", "ibm_quantum_platform"),
                            local_mode=bool(ibm.get("local_mode", False)),
-                           backoff_seconds=float(ibm.get("backoff_seconds", 15.0)),
+                           primitive=ibm.get("primitive", "executor_sampler"),
                            request_timeout_seconds=float(ibm.get("request_timeout_seconds", 60.0)))
     raise ProviderError(f"unknown provider {name!r}; expected local or ibm")

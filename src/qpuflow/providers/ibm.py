@@ -5,31 +5,58 @@ name=...)``) or ``env:PREFIX``, which reads ``PREFIX_TOKEN`` and optional ``PREF
 ``PREFIX_CHANNEL`` and ``PREFIX_URL`` from the environment. The token is handed to the client
 and never stored, logged or put in an error message by this module.
 
+What this module holds against the service's documented contract (IBM_API_NOTES.md):
+
+* One POST per :meth:`IBMProvider.submit`. The client would retry ``POST /jobs`` itself on
+  5xx answers, and each retry may create a job (upstream issue #1114); its sessions are given a
+  retry policy that never repeats a POST on a status, and a read timeout on every request
+  (the client passes 900 s for a POST and none otherwise). Whether and when to send again is
+  decided by :mod:`qpuflow.submit`, which looks the job up by its tags first.
+* Outcomes are classified once: :class:`SubmitRefused` (4xx: nothing was created; 409 is the
+  instance's usage limit, 429 the rate limit with its Retry-After), :class:`SubmitUncertain`
+  (5xx, timeout, dropped connection: the job may exist).
+* Usage is the job record's ``usage.qpu_charge_time_seconds`` once ``usage.status`` is no
+  longer ``pending``; completion time is ``timestamps.finished`` of ``/jobs/{id}/metrics``
+  (the job record has no end time). Failed and cancelled jobs have no result (204): only their
+  metrics are read.
+* ``primitive``: ``executor_sampler`` (``qiskit_ibm_runtime.executor_sampler.Sampler``, program
+  ``executor``, one shot count per job) or ``sampler_v2`` (SamplerV2, program ``sampler``,
+  deprecated since 0.50). Both give the same ``PrimitiveResult`` of ``BitArray`` registers.
+
 ``local_mode=True`` uses the client's local testing mode (a fake backend in this process):
 it exercises the same Sampler calls, but its jobs vanish with the process.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from qpuflow.providers.base import JobInfo, JobOutput, JobState, ProviderError
+from qpuflow.providers.base import (JobInfo, JobOutput, JobState, ProviderError, SubmitRefused, SubmitUncertain,
+                                    Unauthorized, UsageLimitExceeded)
 
 log = logging.getLogger("qpuflow.ibm")
 
+PRIMITIVES = ("executor_sampler", "sampler_v2")
+_PROGRAM_OF = {"executor_sampler": "executor", "sampler_v2": "sampler"}
+# The service's largest page of GET /jobs (limit 1..200, IBM_API_NOTES.md).
+MAX_PAGE = 200
+# Statuses the client's session retries; kept for GETs, never for a POST.
+_RETRY_STATUSES = (500, 502, 503, 504, 520, 521, 522, 524)
+
 _STATE_MAP = {
     "INITIALIZING": JobState.QUEUED, "QUEUED": JobState.QUEUED, "VALIDATING": JobState.QUEUED,
-    "RUNNING": JobState.RUNNING, "DONE": JobState.DONE, "ERROR": JobState.ERROR,
-    "CANCELLED": JobState.CANCELLED,
+    "RUNNING": JobState.RUNNING, "DONE": JobState.DONE, "COMPLETED": JobState.DONE, "ERROR": JobState.ERROR,
+    "FAILED": JobState.ERROR, "CANCELLED": JobState.CANCELLED,
 }
 
 
 def to_state(status: Any) -> JobState:
-    """Convert the client's status (a string, or a JobStatus enum in local mode) once."""
+    """Convert the client's or the REST API's status (a string, or a JobStatus enum) once."""
     text = getattr(status, "name", status)
     try:
         return _STATE_MAP[str(text).upper()]
@@ -72,123 +99,161 @@ def open_service(account: str, *, channel: str = "ibm_quantum_platform"):
         ) from None
 
 
-def _is_unauthorized(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    return http_status(exc) == 401 or "NotAuthorized" in text or "HTTP 401" in text or "Unauthorized" in text
-
-
-def _reauthenticating(method):
-    """Retry a call once with a fresh client after the service rejected the access token.
+def _reauthenticating(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Repeat a call once with a fresh client after the service refused the access token.
 
     The client refreshes its IAM token only as it nears expiry; a token the service revoked
     earlier keeps failing with 401. A new QiskitRuntimeService gets a new token. A 401 means
-    the request was refused, so repeating a submission cannot duplicate it.
+    the request was refused, so repeating even a submission cannot duplicate it. A second
+    refusal is reported as such, never as a missing backend or a network error.
     """
-    import functools
 
     @functools.wraps(method)
     def wrapper(self: "IBMProvider", *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except Exception as exc:
-            if self.local_mode or not _is_unauthorized(exc):
+        except Unauthorized:
+            if self.local_mode:
                 raise
             log.warning("access token rejected by the service; signing in again for account '%s'", self.account)
-            self._service = None
+            self._reset()
+        try:
             return method(self, *args, **kwargs)
+        except Unauthorized as exc:
+            raise ProviderError(
+                f"the service refused the access token of account '{self.account}' twice (HTTP 401), once "
+                f"right after signing in again: the API key may be revoked or expired, or lack access to "
+                f"the instance. Save a valid key for this account. ({exc})"
+            ) from None
 
     return wrapper
 
 
 class IBMProvider:
-    """Submit ISA circuits with SamplerV2 in job mode; query and fetch by job ID."""
+    """Submit ISA circuits in job mode, one POST per call; query, fetch and cancel by job ID."""
 
     name = "ibm"
-
-    may_duplicate_on_retry = True  # the client retries POST /jobs on 5xx (upstream issue #1114)
+    may_duplicate_on_retry = True  # a POST that failed or timed out may still have created the job
 
     def __init__(self, account: str, *, channel: str = "ibm_quantum_platform", local_mode: bool = False,
-                 service: Any = None, page_size: int = 100, max_submit_attempts: int = 6,
-                 backoff_seconds: float = 15.0, backoff_cap_seconds: float = 120.0, sleep: Any = None,
+                 service: Any = None, page_size: int = MAX_PAGE, primitive: str = "executor_sampler",
                  request_timeout_seconds: float = 60.0) -> None:
-        import time
-
-        self.request_timeout_seconds = request_timeout_seconds
+        if primitive not in PRIMITIVES:
+            raise ProviderError(f"provider.ibm.primitive must be one of {PRIMITIVES}, got {primitive!r}")
+        self.request_timeout_seconds = float(request_timeout_seconds)
         self.account = account
-        self.page_size = page_size
-        self.max_submit_attempts = max_submit_attempts
-        self.backoff_seconds = backoff_seconds
-        self.backoff_cap_seconds = backoff_cap_seconds
-        self._sleep = sleep or time.sleep
+        self.page_size = max(1, min(int(page_size), MAX_PAGE))
+        self.primitive = primitive
         self.local_mode = local_mode
         self._channel = channel
         self._service = service
+        self._backends: dict[str, Any] = {}
         self._local_jobs: dict[str, Any] = {}  # local mode only: jobs live in this process
+
+    @property
+    def in_flight_seconds(self) -> float:
+        """How long an interrupted POST may still create its job: the request timeout, plus a margin."""
+        return self.request_timeout_seconds + 5.0
 
     @property
     def service(self):
         if self._service is None:
             self._service = open_service(self.account, channel=self._channel)
-            _set_read_timeout(self._service, self.request_timeout_seconds)
+            harden_client(self._service, self.request_timeout_seconds)
         return self._service
+
+    def _reset(self) -> None:
+        self._service = None
+        self._backends = {}
+
+    @property
+    def _client(self) -> Any:
+        return self.service._active_api_client
 
     def _backend(self, name: str):
         if self.local_mode:
             from qpuflow.transpile import load_backend
 
             return load_backend(name)
+        if name not in self._backends:
+            try:
+                self._backends[name] = self.service.backend(name)
+            except Exception as exc:
+                _raise_if_unauthorized(exc, f"backend '{name}'")
+                self._check_token()  # the client reports a refused token as "no backend matches"
+                raise ProviderError(f"backend '{name}' is not available to account '{self.account}' "
+                                    f"({describe(exc)})") from None
+        return self._backends[name]
+
+    def _check_token(self) -> None:
         try:
-            return self.service.backend(name)
+            self._client.cloud_usage()
         except Exception as exc:
-            raise ProviderError(f"backend '{name}' is not available to account '{self.account}' ({_describe(exc)})") from None
+            _raise_if_unauthorized(exc, f"account '{self.account}'")
+
+    # ------------------------------------------------------------------ submission
 
     @_reauthenticating
     def submit(self, isa_paths: Sequence[Path], *, backend: str, shots: Sequence[int], tags: Sequence[str],
-               max_execution_time: int) -> str:
-        from qiskit import qpy
-        from qiskit_ibm_runtime import SamplerV2
-
-        if not isa_paths or len(isa_paths) != len(shots):
-            raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
-                                f"{len(shots)} shot counts)")
-        pubs = []
-        for path, pub_shots in zip(isa_paths, shots):
-            with open(path, "rb") as fh:
-                (isa,) = qpy.load(fh)
-            pubs.append((isa, None, int(pub_shots)))  # a SamplerPub: circuit, no parameters, shots
-        with warnings.catch_warnings():
-            # SamplerV2 is deprecated (since 0.50) in favour of the executor-based sampler; the
-            # IBM-path issue decides the migration. Job mode: mode is the backend, never a Session.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            sampler = SamplerV2(mode=self._backend(backend))
-            if not self.local_mode:
-                sampler.options.max_execution_time = int(max_execution_time)
-                sampler.options.environment.job_tags = list(tags)
-            job = self._run_with_backoff(sampler, pubs)
+               max_execution_time: int, metadata: Sequence[dict] | None = None) -> str:
+        """One POST /jobs carrying the circuits as PUBs; never retried here (see the module)."""
+        pubs = self._pubs(isa_paths, shots, metadata)
+        sampler = self._sampler(backend, max_execution_time, tags, shots)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # SamplerV2 is deprecated since 0.50
+                job = sampler.run(pubs) if self.primitive == "sampler_v2" else sampler.run(pubs, shots=int(shots[0]))
+        except Exception as exc:
+            raise classify_submit_error(exc) from None
         job_id = job.job_id()
         if self.local_mode:
             self._local_jobs[job_id] = (job, list(tags), backend)
         return job_id
 
-    def _run_with_backoff(self, sampler: Any, pubs: list[Any]):
-        """Submit, waiting out 429 (rate limited: the service refused, so nothing was created).
+    def _pubs(self, isa_paths: Sequence[Path], shots: Sequence[int], metadata: Sequence[dict] | None) -> list[Any]:
+        from qiskit import qpy
 
-        The service allows about 5 submissions a minute per instance and the client does not
-        retry 429 itself. Any other failure is raised at once: after a 5xx the client has
-        already retried (and may have created the job), which only a tag lookup can settle.
-        """
-        for attempt in range(self.max_submit_attempts):
-            try:
-                return sampler.run(pubs)
-            except Exception as exc:
-                status = http_status(exc)
-                if status == 429 and attempt + 1 < self.max_submit_attempts:
-                    delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** attempt)
-                    log.warning("rate limited by the service (429); retrying the submission in %.0f s", delay)
-                    self._sleep(delay)
-                    continue
-                raise ProviderError(f"submission refused or failed ({_describe(exc)})") from None
-        raise ProviderError("submission still rate limited after retries")  # pragma: no cover
+        if not isa_paths or len(isa_paths) != len(shots):
+            raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
+                                f"{len(shots)} shot counts)")
+        if self.primitive == "executor_sampler" and len(set(shots)) != 1:
+            raise ProviderError(f"the executor sampler runs one shot count per job; got {sorted(set(shots))}")
+        pubs = []
+        for index, (path, pub_shots) in enumerate(zip(isa_paths, shots)):
+            with open(path, "rb") as fh:
+                (isa,) = qpy.load(fh)
+            if metadata is not None:
+                # The service echoes circuit metadata into the results (the executor requires it
+                # to be JSON-simple): send the run's identity, not the stim text and maps.
+                isa.metadata = dict(metadata[index])
+            pubs.append((isa, None, int(pub_shots)))  # a SamplerPub: circuit, no parameters, shots
+        return pubs
+
+    def _sampler(self, backend: str, max_execution_time: int, tags: Sequence[str], shots: Sequence[int]) -> Any:
+        mode = self._backend(backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if self.primitive == "sampler_v2":
+                from qiskit_ibm_runtime import SamplerV2
+
+                sampler = SamplerV2(mode=mode)  # job mode: the backend, never a Session
+                if not self.local_mode:
+                    sampler.options.max_execution_time = int(max_execution_time)
+                    sampler.options.environment.job_tags = list(tags)
+                return sampler
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+
+            sampler = Sampler(mode=mode)
+            sampler.options.default_shots = int(shots[0])
+            # The circuits were checked as transpiled: no twirling or dynamical decoupling may
+            # change them on the way.
+            sampler.options.twirling.enable_gates = False
+            sampler.options.twirling.enable_measure = False
+            sampler.options.dynamical_decoupling.enable = False
+            if not self.local_mode:
+                sampler.options.max_execution_time = int(max_execution_time)
+                sampler.options.environment.job_tags = list(tags)
+            return sampler
 
     @_reauthenticating
     def instance_usage(self) -> tuple[float, float] | None:
@@ -198,187 +263,214 @@ class IBMProvider:
         try:
             usage = self.service.usage()
         except Exception as exc:
-            raise ProviderError(f"usage of account '{self.account}' could not be read ({_describe(exc)})") from None
+            _raise_if_unauthorized(exc, f"usage of account '{self.account}'")
+            raise ProviderError(f"usage of account '{self.account}' could not be read ({describe(exc)})") from None
         limit = usage.get("usage_limit_seconds") or usage.get("usage_allocation_seconds")
         if limit is None:
             return None
         return float(usage.get("usage_consumed_seconds", 0.0)), float(limit)
 
-    def _job(self, job_id: str):
-        if self.local_mode:
-            if job_id not in self._local_jobs:
-                raise ProviderError(f"job {job_id} is unknown to this process (local mode keeps jobs in memory)")
-            return self._local_jobs[job_id][0]
-        return self.service.job(job_id)
-
-    def _info(self, job_id: str, job: Any = None) -> JobInfo:
-        try:
-            job = job if job is not None else self._job(job_id)
-            state = to_state(job.status())
-        except ProviderError:
-            if self.local_mode:
-                return JobInfo(job_id=job_id, state=JobState.UNKNOWN, error="unknown job")
-            raise
-        except Exception as exc:
-            raise ProviderError(f"status of job {job_id} could not be read ({_describe(exc)})") from None
-        if self.local_mode:
-            _, tags, backend = self._local_jobs[job_id]
-            error = str(job.error_message()) if state is JobState.ERROR and hasattr(job, "error_message") else None
-            return JobInfo(job_id=job_id, state=state, tags=tuple(tags), backend=backend, error=error)
-        error = job.error_message() if state in (JobState.ERROR, JobState.CANCELLED) else None
-        if state is JobState.CANCELLED and not error:
-            error = "Job was cancelled"
-        usage = None
-        if state.final:
-            try:
-                usage = float(job.usage())
-            except Exception:  # usage may still be pending on the service side
-                usage = None
-        created = job.creation_date.isoformat() if getattr(job, "creation_date", None) else ""
-        return JobInfo(job_id=job_id, state=state, tags=tuple(job.tags or ()), created=created,
-                       backend=job.backend().name if job.backend() else "", error=error, usage_seconds=usage)
+    # ------------------------------------------------------------------ queries
 
     @_reauthenticating
     def statuses(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        """Status of many jobs from the job listing: ceil(N / page) requests, not N.
+        """Status of many jobs from the job listing: ceil(N / 200) requests, not N.
 
-        qpuflow tags every job ``qpuflow``, so paging through that tag's listing finds them.
-        A job the listing does not show (e.g. tags removed by hand) is asked for by ID.
+        qpuflow tags every job ``qpuflow``, so paging through that tag's listing (newest first)
+        finds them. A job the listing does not show (e.g. tags removed by hand) is asked for by ID.
         """
         if self.local_mode:
-            return {job_id: self._info(job_id) for job_id in job_ids}
+            return {job_id: self._local_info(job_id) for job_id in job_ids}
         wanted = set(job_ids)
-        found: dict[str, JobInfo] = {}
-        try:
-            found = self._list_raw(wanted, tags=["qpuflow"])
-        except AttributeError:  # the client's internals moved: fall back to one request per job
-            found = {}
-        except Exception as exc:
-            raise ProviderError(f"job status could not be listed ({_describe(exc)})") from None
-        for job_id in wanted - set(found):
-            found[job_id] = self._info_or_unknown(job_id)
-        return {job_id: found[job_id] for job_id in job_ids}
-
-    def _list_raw(self, wanted: set[str], *, tags: list[str]) -> dict[str, JobInfo]:
-        client = self.service._active_api_client  # the listing with states; service.jobs() drops them
         found: dict[str, JobInfo] = {}
         offset = 0
         while wanted - set(found):
-            page = client.jobs_get(limit=self.page_size, skip=offset, job_tags=tags)
+            page = self._page(tags=["qpuflow"], limit=self.page_size, offset=offset, what="job status")
             jobs = page.get("jobs", [])
             for raw in jobs:
                 if raw.get("id") in wanted:
-                    found[raw["id"]] = _info_from_raw(raw)
+                    found[raw["id"]] = info_from_raw(raw)
             offset += len(jobs)
             if not jobs or offset >= int(page.get("count", 0)):
                 break
-        return found
+        for job_id in wanted - set(found):
+            found[job_id] = self._info_by_id(job_id)
+        return {job_id: found[job_id] for job_id in job_ids}
 
-    def _info_or_unknown(self, job_id: str) -> JobInfo:
+    def _page(self, *, tags: Sequence[str] | None, limit: int, offset: int, what: str) -> dict[str, Any]:
         try:
-            return self._info(job_id)
-        except ProviderError as exc:
-            if "404" in str(exc) or "not found" in str(exc).lower():
-                return JobInfo(job_id=job_id, state=JobState.UNKNOWN, error=f"job {job_id} not found at the service")
-            raise
+            return self._client.jobs_get(limit=limit, skip=offset, job_tags=list(tags) if tags else None)
+        except Exception as exc:
+            _raise_if_unauthorized(exc, what)
+            raise ProviderError(f"{what} could not be listed for account '{self.account}' ({describe(exc)})") from None
+
+    def _info_by_id(self, job_id: str) -> JobInfo:
+        try:
+            return info_from_raw(self._client.job_get(job_id, exclude_params=True))
+        except Exception as exc:
+            _raise_if_unauthorized(exc, f"job {job_id}")
+            if http_status(exc) == 404:
+                return JobInfo(job_id=job_id, state=JobState.UNKNOWN,
+                               error=f"job {job_id} not found at the service for account '{self.account}'")
+            raise ProviderError(f"status of job {job_id} could not be read ({describe(exc)})") from None
 
     def find_by_tag(self, tag: str) -> list[JobInfo]:
         return self.jobs(tags=[tag])
 
     @_reauthenticating
     def jobs(self, *, limit: int | None = None, tags: Sequence[str] = ()) -> list[JobInfo]:
+        """Jobs carrying all ``tags``, newest first, every page (or the first ``limit``)."""
         if self.local_mode:
             ids = [j for j, (_, jt, _) in self._local_jobs.items() if all(t in jt for t in tags)]
-            return [self._info(j) for j in ids[:limit]]
-        try:
-            client = self.service._active_api_client
-            out: list[JobInfo] = []
-            offset = 0
-            while limit is None or len(out) < limit:
-                size = self.page_size if limit is None else min(self.page_size, limit - len(out))
-                page = client.jobs_get(limit=size, skip=offset, job_tags=list(tags) or None)
-                jobs = page.get("jobs", [])
-                out.extend(_info_from_raw(raw) for raw in jobs)
-                offset += len(jobs)
-                if not jobs or offset >= int(page.get("count", 0)):
-                    break
-            return out
-        except Exception as exc:
-            raise ProviderError(f"jobs of account '{self.account}' could not be listed ({_describe(exc)})") from None
+            return [self._local_info(j) for j in ids[:limit]]
+        out: dict[str, JobInfo] = {}
+        offset = 0
+        while limit is None or len(out) < limit:
+            size = self.page_size if limit is None else min(self.page_size, limit - len(out))
+            page = self._page(tags=tags, limit=size, offset=offset, what="jobs")
+            jobs = page.get("jobs", [])
+            for raw in jobs:
+                out.setdefault(raw["id"], info_from_raw(raw))  # paging while jobs are created may repeat one
+            offset += len(jobs)
+            if not jobs or offset >= int(page.get("count", 0)):
+                break
+        return list(out.values())
 
     @_reauthenticating
     def fetch(self, job_id: str, known: JobInfo | None = None) -> JobOutput:
-        """The outcome of a final job; with ``known`` (from the listing) in one request.
-
-        Through the client's job object a download costs five requests (status twice,
-        metrics twice, results) and a copy of the backend's configuration; the listing already
-        holds state, error, usage and end time, so only the results are fetched.
-        """
-        if known is not None and known.state.final and not self.local_mode:
-            output = self._fetch_known(known)
-            if output is not None:
-                return output
-        try:
-            job = self._job(job_id)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise ProviderError(f"job {job_id} could not be read ({_describe(exc)})") from None
-        info = self._info(job_id, job)
+        """The outcome of a final job: the result (completed jobs only: failed and cancelled jobs
+        have none) and the metrics (completion time, charged usage). Two requests at most."""
+        if self.local_mode:
+            return self._local_fetch(job_id)
+        info = known if known is not None and known.state.final else self._info_by_id(job_id)
         if not info.state.final:
             raise ProviderError(f"job {job_id} is {info.state.value}, not final; nothing to fetch yet")
+        if info.state is JobState.UNKNOWN:
+            return JobOutput(info=info, pubs=None, completion_time=None)
         pubs = None
         if info.state is JobState.DONE:
             try:
-                result = job.result()
+                raw = self._client.job_results(job_id)
             except Exception as exc:
-                raise ProviderError(f"result of job {job_id} could not be downloaded ({_describe(exc)})") from None
-            pubs = _pub_registers(result)
-        return JobOutput(info=info, pubs=pubs, completion_time=_finished_time(job))
+                _raise_if_unauthorized(exc, f"result of job {job_id}")
+                raise ProviderError(f"result of job {job_id} could not be downloaded ({describe(exc)})") from None
+            if not raw:
+                raise ProviderError(f"job {job_id} completed but the service returned no result (HTTP 204)")
+            result = decode_result(raw, info.program or _PROGRAM_OF[self.primitive])
+            pubs, run_ids = pub_registers(result), pub_run_ids(result)
+        else:
+            run_ids = None
+        finished, usage, final = self.metrics(job_id)
+        info = _with_usage(info, usage, final)
+        return JobOutput(info=info, pubs=pubs, completion_time=finished or info.finished, pub_run_ids=run_ids)
 
-    def _fetch_known(self, known: JobInfo) -> JobOutput | None:
-        """The download alone; ``None`` if the client's internals moved (use the job object)."""
-        pubs = None
-        if known.state is JobState.DONE:
-            job_results = getattr(getattr(self.service, "_active_api_client", None), "job_results", None)
-            if job_results is None:
-                return None
-            try:
-                raw = job_results(known.job_id)
-            except Exception as exc:
-                raise ProviderError(f"result of job {known.job_id} could not be downloaded ({_describe(exc)})") from None
-            pubs = _pub_registers(_decode_sampler_result(raw))
-        return JobOutput(info=known, pubs=pubs, completion_time=known.finished)
+    def metrics(self, job_id: str) -> tuple[str | None, float | None, bool]:
+        """(completion time, charged seconds or None while pending, billing final) of a job."""
+        try:
+            metrics = self._client.job_metadata(job_id)
+        except Exception as exc:
+            _raise_if_unauthorized(exc, f"metrics of job {job_id}")
+            raise ProviderError(f"metrics of job {job_id} could not be read ({describe(exc)})") from None
+        charge, final = usage_of(metrics.get("usage"))
+        return (metrics.get("timestamps") or {}).get("finished"), charge, final
 
     @_reauthenticating
     def cancel(self, job_id: str) -> None:
+        if self.local_mode:
+            self._local_jobs[job_id][0].cancel()
+            return
         try:
-            self._job(job_id).cancel()
+            self._client.job_cancel(job_id)
         except Exception as exc:
-            raise ProviderError(f"job {job_id} could not be cancelled: {exc}") from None
+            _raise_if_unauthorized(exc, f"job {job_id}")
+            if http_status(exc) == 409:
+                raise ProviderError(f"job {job_id} is already final and cannot be cancelled") from None
+            raise ProviderError(f"job {job_id} could not be cancelled ({describe(exc)})") from None
+
+    # ------------------------------------------------------------------ local testing mode
+
+    def _local_info(self, job_id: str) -> JobInfo:
+        if job_id not in self._local_jobs:
+            return JobInfo(job_id=job_id, state=JobState.UNKNOWN, error="unknown job (local mode keeps jobs in memory)")
+        job, tags, backend = self._local_jobs[job_id]
+        state = to_state(job.status())
+        error = str(job.error_message()) if state is JobState.ERROR and hasattr(job, "error_message") else None
+        return JobInfo(job_id=job_id, state=state, tags=tuple(tags), backend=backend, error=error,
+                       usage_seconds=0.0 if state.final else None, usage_final=state.final,
+                       program=_PROGRAM_OF[self.primitive])
+
+    def _local_fetch(self, job_id: str) -> JobOutput:
+        info = self._local_info(job_id)
+        if not info.state.final:
+            raise ProviderError(f"job {job_id} is {info.state.value}, not final; nothing to fetch yet")
+        pubs = pub_registers(self._local_jobs[job_id][0].result()) if info.state is JobState.DONE else None
+        return JobOutput(info=info, pubs=pubs, completion_time=None)
 
 
-def _set_read_timeout(service: Any, seconds: float) -> None:
-    """Give every request of the client a read timeout.
+# ---------------------------------------------------------------------- the client, hardened
 
-    qiskit-ibm-runtime 0.51 sends requests with timeout (5.0, None): no read timeout, so a
-    service that accepts the connection and never answers would block collect forever. There
-    is no public setting; the session's private ``_timeout`` is what it uses (checked against
-    0.51, pinned below 0.52). If the attribute moves, requests simply keep the client default.
+
+def harden_client(service: Any, timeout: float) -> bool:
+    """Give every request a read timeout and stop the client from repeating a POST.
+
+    qiskit-ibm-runtime 0.51 sends requests with timeout ``(5.0, None)`` (no read timeout) and a
+    POST /jobs with ``timeout=900``, and its retry policy repeats a POST on 5xx answers, each of
+    which may have created a job. There is no public setting for either: the session objects
+    (``RetrySession``, private) are adjusted, checked against 0.51 and the pinned range. Returns
+    False if the internals moved (qpuflow then still looks every uncertain POST up by tag).
     """
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
     clients = [getattr(service, "_active_api_client", None), *getattr(service, "_api_clients", {}).values()]
-    for client in clients:
-        session = getattr(client, "_session", None)
-        if session is not None and hasattr(session, "_timeout"):
-            connect = session._timeout[0] if isinstance(session._timeout, tuple) else 5.0
-            session._timeout = (connect, seconds)
+    sessions = {id(s): s for s in (getattr(c, "_session", None) for c in clients if c is not None) if s is not None}
+    hardened = False
+    for session in sessions.values():
+        if getattr(session, "_qpuflow_hardened", False):
+            hardened = True
+            continue
+        if not hasattr(session, "_timeout") or not hasattr(session, "mount"):
+            continue
+        connect = session._timeout[0] if isinstance(session._timeout, tuple) else 5.0
+        session._timeout = (connect, timeout)
+        # urllib3's own Retry retries a status only for idempotent methods (POST is not one);
+        # connection failures before anything was sent are still retried.
+        # Three retries (0, 1, 2 s apart) instead of the client's five (up to 15 s): collect and
+        # submit report a service that stays down and try again on their next run.
+        retry = Retry(total=3, connect=3, backoff_factor=0.5, status_forcelist=_RETRY_STATUSES,
+                      raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        original = session.request
+
+        def request(method: str, url: str, *args: Any, _original: Any = original, _connect: float = connect,
+                    **kwargs: Any) -> Any:
+            if kwargs.get("timeout") is not None:  # the client's POST asks for 900 s
+                kwargs["timeout"] = (_connect, timeout)
+            return _original(method, url, *args, **kwargs)
+
+        session.request = request
+        session._qpuflow_hardened = True
+        hardened = True
+    if not hardened:
+        log.warning("qiskit-ibm-runtime's session internals moved: requests keep the client's timeouts and "
+                    "POST retries; every uncertain submission is still looked up by tag before any resend")
+    return hardened
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind a client exception, following its causes."""
+# ---------------------------------------------------------------------- errors
+
+
+def http_status(exc: BaseException | None) -> int | None:
+    """The HTTP status behind a client exception, following its causes and contexts."""
     seen = 0
-    while exc is not None and seen < 10:
+    while exc is not None and seen < 12:
         status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and status > 0:
+            return status
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
         if isinstance(status, int) and status > 0:
             return status
         exc = exc.__cause__ or exc.__context__
@@ -386,7 +478,55 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def _retry_after(exc: BaseException | None) -> float | None:
+    seen = 0
+    while exc is not None and seen < 12:
+        response = getattr(exc, "response", None)
+        value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _is_unauthorized(exc: BaseException) -> bool:
+    if http_status(exc) == 401:
+        return True
+    seen, current = 0, exc
+    while current is not None and seen < 12:
+        if "NotAuthorized" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _raise_if_unauthorized(exc: BaseException, what: str) -> None:
+    if _is_unauthorized(exc):
+        raise Unauthorized(f"{what}: the service refused the access token (HTTP 401)") from None
+
+
+def classify_submit_error(exc: BaseException) -> ProviderError:
+    """What a failed POST /jobs means for exactly-once submission."""
+    if _is_unauthorized(exc):
+        return Unauthorized(f"submission refused: the service rejected the access token (HTTP 401)")
+    status = http_status(exc)
+    text = describe(exc)
+    if status == 409:  # the one documented conflict of POST /jobs: "Usage exceeds instance limit"
+        return UsageLimitExceeded(f"the service refused the job: the instance's usage limit is reached ({text})",
+                                  status=409)
+    if status is not None and 400 <= status < 500 and status != 408:
+        return SubmitRefused(f"the service refused the job ({text})", status=status, retry_after=_retry_after(exc))
+    if status is None and isinstance(exc, (ValueError, TypeError)):
+        return SubmitRefused(f"the client refused the job before sending it ({text})", status=None)
+    return SubmitUncertain(f"the submission's outcome is unknown ({text})", status=status)
+
+
+def describe(exc: BaseException) -> str:
     """A one-line description of a client error. Tokens never reach client messages, but be sure."""
     text = " ".join(str(exc).split())[:300]
     for name in ("QISKIT_IBM_TOKEN",):
@@ -395,54 +535,80 @@ def _describe(exc: BaseException) -> str:
             text = text.replace(secret, "***")
     status = http_status(exc)
     kind = type(exc).__name__
-    if "Connection" in text or "Max retries" in text or "connect" in kind.lower():
-        return f"{kind}: the service could not be reached: {text}"
+    if status is None and ("Connection" in text or "Max retries" in text or "connect" in kind.lower()
+                           or "timed out" in text.lower()):
+        return f"{kind}: the service could not be reached or did not answer in time: {text}"
     return f"{kind}{f' HTTP {status}' if status else ''}: {text}"
 
 
-def _info_from_raw(raw: dict[str, Any]) -> JobInfo:
-    """A JobInfo from one entry of the REST job listing."""
+# ---------------------------------------------------------------------- records and results
+
+
+def usage_of(block: Any) -> tuple[float | None, bool]:
+    """(charged seconds, final) from a ``usage`` block: ``qpu_charge_time_seconds`` counts once
+    ``status`` is no longer ``pending`` (the client's ``job.usage()`` rule). A record without a
+    billing status (older services) is taken as final."""
+    if not isinstance(block, dict):
+        return None, False
+    charge = block.get("qpu_charge_time_seconds", block.get("quantum_seconds"))
+    pending = str(block.get("status", "")).lower() == "pending"
+    if charge is None or pending:
+        return None, False
+    return float(charge), True
+
+
+def _with_usage(info: JobInfo, usage: float | None, final: bool) -> JobInfo:
+    import dataclasses
+
+    if usage is None and info.usage_seconds is not None:
+        return info
+    return dataclasses.replace(info, usage_seconds=usage, usage_final=final)
+
+
+def info_from_raw(raw: dict[str, Any]) -> JobInfo:
+    """A JobInfo from a job record of the REST API (GET /jobs/{id} or one entry of GET /jobs)."""
     state_block = raw.get("state") or {}
-    status = str(state_block.get("status", raw.get("status", ""))).upper()
-    mapping = {"QUEUED": JobState.QUEUED, "RUNNING": JobState.RUNNING, "COMPLETED": JobState.DONE,
-               "FAILED": JobState.ERROR, "CANCELLED": JobState.CANCELLED}
-    state = mapping.get(status) or to_state(status)
-    if state is JobState.CANCELLED and state_block.get("reason_code") == 1305:
+    state = to_state(state_block.get("status", raw.get("status", "")))
+    reason_code = state_block.get("reason_code", state_block.get("reasonCode", raw.get("reason_code")))
+    if state is JobState.CANCELLED and reason_code == 1305:
         state = JobState.ERROR  # the client's rule: cancelled for exceeding max_execution_time is an error
     error = None
     if state in (JobState.ERROR, JobState.CANCELLED):
         reason = state_block.get("reason") or raw.get("reason")
-        code = state_block.get("reason_code") or raw.get("reason_code")
-        error = f"{f'Error code {code}; ' if code else ''}{reason or 'job ' + state.value.lower()}"
-    usage = (raw.get("usage") or {}).get("quantum_seconds") if state.final else None
+        error = f"{f'Error code {reason_code}; ' if reason_code else ''}{reason or 'job ' + state.value.lower()}"
+    usage, final = usage_of(raw.get("usage")) if state.final else (None, False)
+    program = (raw.get("program") or {}).get("id", "") if isinstance(raw.get("program"), dict) else ""
     return JobInfo(job_id=raw["id"], state=state, tags=tuple(raw.get("tags") or ()), created=str(raw.get("created", "")),
-                   backend=str(raw.get("backend", "")), error=error,
-                   usage_seconds=float(usage) if usage is not None else None,
-                   finished=raw.get("end_time") if state.final else None)
+                   backend=str(raw.get("backend", "")), error=error, usage_seconds=usage, usage_final=final,
+                   finished=raw.get("end_time") if state.final else None, program=program)
 
 
-def _decode_sampler_result(raw: str) -> Any:
-    """A SamplerV2 job's results as the client's job.result() decodes them (its decoder chain)."""
+def decode_result(raw: str, program: str) -> Any:
+    """A job's results as the client's ``job.result()`` decodes them (its decoder chain for the
+    program: ``sampler`` or ``executor``, whose post-processing rebuilds the sampler's result)."""
     from qiskit_ibm_runtime.decoders.defaults import DEFAULT_DECODERS
+    from qiskit_ibm_runtime.decoders.result_decoder import ResultDecoder
 
     result: Any = raw
-    for decoder in DEFAULT_DECODERS["sampler"]:
+    for decoder in DEFAULT_DECODERS.get(program, [ResultDecoder]):
         if decoder.is_applicable(result):
             result = decoder.decode(result)
     return result
 
 
-def _pub_registers(result: Any) -> list[dict[str, Any]]:
-    """Each PUB's registers of a SamplerV2 result, as (shots, num_bits) bool arrays."""
+def pub_registers(result: Any) -> list[dict[str, Any]]:
+    """Each PUB's registers of a sampler result, as (shots, num_bits) bool arrays."""
     return [{name: _bitarray_to_bool(getattr(pub.data, name)) for name in pub.data.keys()} for pub in result]
 
 
-def _finished_time(job: Any) -> str | None:
-    try:
-        stamps = job.metrics().get("timestamps", {})
-        return stamps.get("finished")
-    except Exception:
-        return None
+def pub_run_ids(result: Any) -> list[str | None]:
+    """The run identity each PUB's circuit carried (``qpuflow_run_id`` in its metadata), as the
+    service echoes circuit metadata into the result; None where it did not."""
+    out: list[str | None] = []
+    for pub in result:
+        meta = (getattr(pub, "metadata", None) or {}).get("circuit_metadata") or {}
+        out.append(str(meta["qpuflow_run_id"]) if isinstance(meta, dict) and "qpuflow_run_id" in meta else None)
+    return out
 
 
 def _bitarray_to_bool(bit_array: Any):

@@ -90,6 +90,8 @@ class LocalProvider:
     """A simulated IBM backend whose jobs persist on disk."""
 
     name = "local"
+    may_duplicate_on_retry = False  # a job exists once its record is written, or not at all
+    in_flight_seconds = 0.0
 
     def __init__(self, settings: LocalSettings) -> None:
         self.settings = settings
@@ -99,7 +101,7 @@ class LocalProvider:
     # ------------------------------------------------------------------ submission
 
     def submit(self, isa_paths: Sequence[Path], *, backend: str, shots: Sequence[int], tags: Sequence[str],
-               max_execution_time: int) -> str:
+               max_execution_time: int, metadata: Sequence[dict] | None = None) -> str:
         if not isa_paths or len(isa_paths) != len(shots):
             raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
                                 f"{len(shots)} shot counts)")
@@ -117,6 +119,8 @@ class LocalProvider:
         write_json_atomic(self._record_path(job_id), {
             "job_id": job_id, "backend": backend, "shots": int(shots[0]), "tags": list(tags),
             "circuits": circuits, "pub_shots": [int(n) for n in shots],
+            # The runs the PUBs carry (their circuits' metadata), for fault injection by run name.
+            "runs": [str(m.get("qpuflow_run", "")) for m in metadata] if metadata else [],
             "max_execution_time": int(max_execution_time), "created_epoch": now, "created": _iso(now),
             "queue_seconds": self.settings.queue_seconds, "run_seconds": self.settings.run_seconds,
             "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
@@ -137,8 +141,9 @@ class LocalProvider:
             state = JobState(record["state"])
             if state.final:
                 raise ProviderError(f"local job {job_id} is already {state.value}; it cannot be cancelled")
+            # A job cancelled before it ran costs nothing (the simulated clock has no partial run).
             record.update(state=JobState.CANCELLED.value, error="Job cancelled by user",
-                          finished=_iso(time.time()))
+                          finished=_iso(time.time()), usage_seconds=0.0)
             write_json_atomic(self._record_path(job_id), record)
 
     # ------------------------------------------------------------------ queries
@@ -238,10 +243,12 @@ class LocalProvider:
                            error=f"job {job_id} not found in the local job store {self.jobs_dir}")
         if not JobState(record["state"]).final:
             record = self._advance(job_id)
+        state = JobState(record["state"])
         return JobInfo(
-            job_id=job_id, state=JobState(record["state"]), tags=tuple(record["tags"]),
+            job_id=job_id, state=state, tags=tuple(record["tags"]),
             created=record["created"], backend=record["backend"], error=record["error"],
-            usage_seconds=record["usage_seconds"],
+            usage_seconds=record["usage_seconds"], finished=record.get("finished"),
+            usage_final=state.final and record["usage_seconds"] is not None, program="local",
         )
 
     def run_now(self, job_id: str) -> JobState:
@@ -276,14 +283,15 @@ class LocalProvider:
     def _execute(self, record: dict[str, Any]) -> dict[str, Any]:
         job_id = record["job_id"]
         finished = _iso(time.time())
-        failing = sorted(set(record["tags"]) & set(self.settings.fail_tags))
-        if failing:
-            return {**record, "state": JobState.ERROR.value, "finished": finished,
+        names = {f"run:{key.split('/', 1)[-1]}" for key in record.get("runs", ()) if key}
+        failing = sorted((set(record["tags"]) | names) & set(self.settings.fail_tags))
+        if failing:  # a system failure: charged nothing, as on the service
+            return {**record, "state": JobState.ERROR.value, "finished": finished, "usage_seconds": 0.0,
                     "error": f"Error code 1500; Backend went offline during execution (injected by fail_tags {failing})"}
         try:
             pubs, usage = _simulate(record, self.jobs_dir)
         except Exception as exc:  # a job that cannot run ends in ERROR, as on the service
-            return {**record, "state": JobState.ERROR.value, "finished": finished,
+            return {**record, "state": JobState.ERROR.value, "finished": finished, "usage_seconds": 0.0,
                     "error": f"{type(exc).__name__}: {exc}"}
         if usage > record["max_execution_time"]:
             return {**record, "state": JobState.ERROR.value, "finished": finished, "usage_seconds": record["max_execution_time"],
