@@ -589,9 +589,12 @@ def decode_result(raw: str, program: str) -> Any:
     from qiskit_ibm_runtime.decoders.defaults import DEFAULT_DECODERS
     from qiskit_ibm_runtime.decoders.result_decoder import ResultDecoder
 
+    decoders = DEFAULT_DECODERS.get(program, ResultDecoder)
+    if not isinstance(decoders, (list, tuple)):  # 0.50 maps a program to one decoder
+        decoders = [decoders]
     result: Any = raw
-    for decoder in DEFAULT_DECODERS.get(program, [ResultDecoder]):
-        if decoder.is_applicable(result):
+    for decoder in decoders:  # as job.result() chains them (0.51 skips the inapplicable ones)
+        if getattr(decoder, "is_applicable", lambda _: True)(result):
             result = decoder.decode(result)
     return result
 
