@@ -8,7 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The study's config.yaml is read by qpuflow itself (workflow/rules/common.smk), not with
+# `configfile:`: its errors then name the file, the line and the field, and a key written
+# twice is refused. `--configfile other.yaml` and `--config key=value` still work.
 
 
 report: "workflow/report/workflow.rst"

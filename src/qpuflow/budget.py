@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from qpuflow.errors import Refusal
 from qpuflow.provenance import clock, parse_time
 from qpuflow.records import CorruptRecordError, Result
 
@@ -28,7 +29,7 @@ JOB_OVERHEAD_SECONDS = 2.0
 DEFAULT_REP_DELAY_SECONDS = 250e-6
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(Refusal, RuntimeError):
     """A submission that would spend more than an account has left."""
 
 

@@ -5,6 +5,7 @@
     qpuflow cancel JOB_ID                         cancel a queued or running job
     qpuflow budget                                QPU seconds used and left per account
     qpuflow plan [--jobs]                         does the whole campaign fit the budget, and when
+    qpuflow rebuild                               write back lost ledger lines, markers, batch records
     qpuflow backends                              backends the local simulator knows
     qpuflow emulator [--port P] [--store DIR]     a local IBM Quantum Platform emulator to rehearse on
 """
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from qpuflow.config import ConfigError, fake_backend_names, load_config
+from qpuflow.config import fake_backend_names, load_config
 from qpuflow.paths import Paths
-from qpuflow.providers import ProviderError, make_provider
+from qpuflow.providers import make_provider
 from qpuflow.records import CorruptRecordError
 
 
@@ -42,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="estimate the QPU seconds of everything still to submit, on its schedule, "
                                        "against each account's rolling window (exit 1 if it does not fit)")
     plan.add_argument("--jobs", action="store_true", help="also list every planned job")
+    sub.add_parser("rebuild", help="rebuild the ledger from the markers, missing markers from the ledger, and "
+                                   "the batch records; print what was rebuilt")
     sub.add_parser("backends", help="backends the local simulator knows")
     emu = sub.add_parser("emulator", help="run a local IBM Quantum Platform emulator (127.0.0.1) to rehearse on")
     emu.add_argument("--port", type=int, default=8765)
@@ -55,11 +59,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a plan that does not fit, 2 an error (one paragraph on stderr),
+    3 done but some records need attention (listed), 130 interrupted."""
+    from qpuflow.errors import QpuflowError, describe_os_error
+
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, ProviderError, CorruptRecordError) as exc:
+    except QpuflowError as exc:
         print(f"qpuflow: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`qpuflow status | head`): stop quietly, and keep Python from
+        # complaining while it flushes stdout on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("qpuflow: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"qpuflow: {describe_os_error(exc)}", file=sys.stderr)
         return 2
 
 
@@ -105,15 +124,23 @@ def _run(args: argparse.Namespace) -> int:
         from qpuflow.collect import provider_factory, read_markers, status_rows
         from qpuflow.summary import print_status
 
-        rows = status_rows(paths, read_markers(paths), provider_factory(config, paths))
+        problems: list[str] = []
+        rows = status_rows(paths, read_markers(paths, problems=problems), provider_factory(config, paths),
+                           problems=problems)
         if args.json:
             import dataclasses
 
             for row in rows:
                 print(json.dumps(dataclasses.asdict(row), sort_keys=True))
         else:
-            print_status(rows, console)
-        return 0
+            print_status(rows, console, every_job=True)
+        return _attention(problems)
+    if args.command == "rebuild":
+        from qpuflow.rebuild import describe, rebuild
+
+        notes, problems = rebuild(paths)
+        print(describe(notes, []))
+        return _attention(problems)
     if args.command == "cancel":
         provider = make_provider(config, account=args.account or config["accounts"][0]["name"],
                                  local_store=paths.local_store)
@@ -139,6 +166,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "plan":
         return _print_plan(config, paths, console, source=str(args.config), list_jobs=args.jobs)
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts commands
+
+
+def _attention(problems: list[str]) -> int:
+    """Exit code 3 and a list on stderr when some records could not be read; else 0."""
+    for problem in problems:
+        print(f"qpuflow: needs attention: {problem}", file=sys.stderr)
+    return 3 if problems else 0
 
 
 def _with_completion_times(infos: list, paths: Paths) -> list:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from qpuflow.errors import QpuflowError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 # Fields that belong to one kind only; a user who sets them elsewhere has misunderstood
@@ -31,24 +33,94 @@ _KIND_ONLY_FIELDS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(QpuflowError, ValueError):
     """A study configuration that cannot be used; the message names file, field and value."""
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read, validate and default-fill a config file."""
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read, validate and default-fill a config file.
+
+    ``overrides``: values that win over the file's (Snakemake's ``--config``), merged key by key.
+    Errors name the file, the line and the field.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file. Copy config.yaml from the repository and edit it.") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping with 'provider' and 'experiments'.")
-    return validate_config(raw, source=str(path))
+    if overrides:
+        _merge(raw, overrides)
+    try:
+        return validate_config(raw, source=str(path))
+    except ConfigError as exc:
+        raise _with_line(exc, text, str(path)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: otherwise
+    the second silently wins and the first, which the user may be reading, is ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error or a repeated key names the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}, line {mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}. Fix the file and run the same command again.") from None
+
+
+def field_line(text: str, field: str) -> int | None:
+    """The line (1-based) of a dotted field path in YAML text, or None if it is not written there."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in field.split("."):
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _with_line(exc: ConfigError, text: str, source: str) -> ConfigError:
+    match = re.search(r"field '([^']+)'", str(exc))
+    line = field_line(text, match.group(1)) if match else None
+    if line is None or not str(exc).startswith(f"{source}:"):
+        return exc
+    return ConfigError(f"{source}, line {line}:" + str(exc)[len(source) + 1:])
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def validate_config(config: dict[str, Any], *, source: str = "config.yaml") -> dict[str, Any]:

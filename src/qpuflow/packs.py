@@ -30,6 +30,7 @@ import itertools
 import math
 from typing import Iterable, Mapping, Sequence
 
+from qpuflow.errors import QpuflowError
 from qpuflow.plan import RunSpec
 
 MAX_TAGS = 8
@@ -46,7 +47,7 @@ LEGACY_RUN_TAG_PREFIX = "qpuflow-run-"
 LEGACY_BATCH_TAG_PREFIX = "qpuflow-batch-"
 
 
-class CompositionError(RuntimeError):
+class CompositionError(QpuflowError, RuntimeError):
     """A job's tags do not say, verifiably, which PUB holds which run."""
 
 

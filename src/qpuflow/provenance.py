@@ -22,7 +22,16 @@ def clock() -> datetime:
     """
     override = os.environ.get("QPUFLOW_NOW")
     if override:
-        return parse_time(override)
+        try:
+            # Any offset is accepted and turned into UTC: every time qpuflow records is UTC.
+            return parse_time(override).astimezone(timezone.utc)
+        except ValueError:
+            from qpuflow.errors import QpuflowError
+
+            raise QpuflowError(
+                f"QPUFLOW_NOW={override!r} is not an ISO-8601 time; write it like 2026-12-01T16:00:00Z "
+                f"(or unset it: it is only for rehearsals on the local backend)."
+            ) from None
     return datetime.now(timezone.utc)
 
 

@@ -17,12 +17,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from qpuflow.errors import QpuflowError
+
 MARKER_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
 RESULT_STATUSES = ("completed", "failed", "cancelled")
 
 
-class CorruptRecordError(ValueError):
+class CorruptRecordError(QpuflowError, ValueError):
     """A marker or result file that cannot be read; it is never silently overwritten."""
 
 
@@ -49,6 +51,18 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_or_report(reader: Any, path: Path, problems: list[str] | None) -> Any:
+    """``reader(path)``, or None with the problem appended to ``problems`` if the record is
+    corrupt (``problems`` None: raise). One bad record must not stop the others."""
+    try:
+        return reader(path)
+    except CorruptRecordError as exc:
+        if problems is None:
+            raise
+        problems.append(str(exc))
+        return None
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

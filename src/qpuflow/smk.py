@@ -27,16 +27,22 @@ def _job_logging(smk: Any) -> Iterator[None]:
     """
     logger = logging.getLogger("qpuflow")
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.INFO)  # a line per stage and what needs a word; per-run details go to the log
+    handlers: list[logging.Handler] = [terminal]
     if smk.log:
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(smk.log[0]))
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     logger.propagate = False
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # its pass timings drown our lines
+    # The client's notices ("Loading account with the given token") and urllib3's retry lines:
+    # qpuflow reports what they mean itself.
+    logging.getLogger("qiskit_ibm_runtime").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -45,16 +51,41 @@ def _job_logging(smk: Any) -> Iterator[None]:
             handler.close()
 
 
-STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "budget_check",
-         "collect", "analyze", "simulate_local")
+STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "budget_precheck",
+         "budget_check", "collect", "analyze", "simulate_local")
+
+
+# The messages of this run's refusals, printed once more at the very end (Snakefile onerror),
+# below Snakemake's own report of the failed job.
+REFUSALS: list[str] = []
+# Records the rules skipped because they are corrupt or unreadable: the run goes on with the
+# others, and ends with exit code 3 listing them (Snakefile onsuccess).
+ATTENTION: list[str] = []
 
 
 def run_step(step: str, smk: Any) -> None:
-    """Run one rule's body. ``smk`` has the job's input, output, params, wildcards, log, config."""
+    """Run one rule's body. ``smk`` has the job's input, output, params, wildcards, log, config.
+
+    An error meant for the user (:class:`~qpuflow.errors.QpuflowError`, or a file-system
+    failure: permissions, a full disk) fails the job with its message alone, no traceback.
+    """
+    from snakemake.exceptions import WorkflowError
+
+    from qpuflow.errors import QpuflowError, describe_os_error
+
     if step not in STEPS:
         raise ValueError(f"unknown workflow step {step!r}; expected one of {STEPS}")
     with _job_logging(smk):
-        globals()[step](smk)
+        try:
+            globals()[step](smk)
+        except QpuflowError as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = describe_os_error(exc)
+        else:
+            return
+    REFUSALS.append(message)
+    raise WorkflowError(message) from None
 
 
 def _spec(smk: Any) -> RunSpec:
@@ -89,13 +120,18 @@ def transpile_batch(smk: Any) -> None:
     specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
     selection = list(smk.input.selection)
     log = logging.getLogger("qpuflow.transpile")
+    from qpuflow.interrupts import raise_if_stopped
+
     entries = []
     for number, spec in enumerate(specs, start=1):
+        raise_if_stopped(f"transpiling {spec.key}")
         info = ensure_transpiled(spec, config=smk.config, paths=paths,
                                  selection_path=Path(selection[0]) if selection else None)
-        log.info("%s: transpiled and checked (%d/%d of job %s): depth %s, layout %s", spec.key, number, len(specs),
-                 smk.wildcards.batch, info["depth"], info["physical_layout"])
+        log.debug("%s: transpiled and checked (%d/%d of batch %s): depth %s, layout %s", spec.key, number,
+                  len(specs), smk.wildcards.batch, info["depth"], info["physical_layout"])
         entries.append({"run_key": spec.key, "isa": str(paths.isa(spec)), "isa_sha256": info["isa_sha256"]})
+    log.info("transpile: %d run(s) of %s/%s ready and checked (noiseless preflight)", len(specs),
+             smk.wildcards.exp, smk.wildcards.batch)
     write_json_atomic(Path(smk.output.manifest), {"batch": smk.wildcards.batch, "runs": entries})
 
 
@@ -109,6 +145,10 @@ def submit_batch(smk: Any) -> None:
     specs = {spec.key: spec for spec in (RunSpec.from_json(dict(data)) for data in smk.params.specs)}
     markers = submit_packs([[specs[key] for key in job] for job in smk.params.jobs], config=smk.config, paths=paths)
     write_batch_file(Path(smk.output.batch), smk.wildcards.batch, markers)
+    jobs = {m.job_id for m in markers}
+    logging.getLogger("qpuflow.submit").info(
+        "submit: %d run(s) of %s/%s in %d job(s): %s", len(markers), smk.wildcards.exp, smk.wildcards.batch,
+        len(jobs), ", ".join(sorted(jobs)[:4]) + (" ..." if len(jobs) > 4 else ""))
 
 
 def select_qubits(smk: Any) -> None:
@@ -139,7 +179,8 @@ def simulate_local(smk: Any) -> None:
     Path(smk.output.flag).write_text(f"{marker.job_id} {state.value}\n")
 
 
-def budget_check(smk: Any) -> None:
+def budget_precheck(smk: Any) -> None:
+    """Refuse, before hundreds of circuits are transpiled, what the budget cannot pay for."""
     from qpuflow.campaign import check_campaign_start
     from qpuflow.ledger import Ledger
     from qpuflow.schedule import now
@@ -148,9 +189,21 @@ def budget_check(smk: Any) -> None:
     paths = Paths.from_config(smk.config)
     specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
     log = logging.getLogger("qpuflow.budget")
+    log.info("budget: estimating %d pending run(s) from representative circuits", len(specs))
     plan = check_campaign_start(smk.config, paths, Ledger(paths.ledger).events(), now())
     if plan is not None:
         log.info("campaign plan: %s", plan.verdict())
+    costs = check_pending_budget(specs, config=smk.config, paths=paths, estimated=True)
+    log.info("about %.1f QPU seconds in %d job(s): within budget; transpiling", sum(costs.values()), len(costs))
+    Path(smk.output.flag).write_text(f"{len(costs)} jobs, {sum(costs.values()):.1f} s (estimated)\n")
+
+
+def budget_check(smk: Any) -> None:
+    from qpuflow.submit import check_pending_budget
+
+    paths = Paths.from_config(smk.config)
+    specs = [RunSpec.from_json(dict(spec)) for spec in smk.params.specs]
+    log = logging.getLogger("qpuflow.budget")
     costs = check_pending_budget(specs, config=smk.config, paths=paths)
     log.info("%d job(s) carrying %d run(s) to submit, about %.1f QPU seconds in all: within budget",
              len(costs), len(specs), sum(costs.values()))
@@ -167,13 +220,15 @@ def collect(smk: Any) -> None:
     from qpuflow.summary import print_status, print_summary, summary_table
 
     paths = Paths.from_config(smk.config)
-    rows = collect_all(smk.config, paths)
+    problems: list[str] = []
+    rows = collect_all(smk.config, paths, problems=problems)
+    ATTENTION.extend(problems)
     console = Console(record=True)  # printed for the user, and kept in the rule's log
     if not rows:
         console.print("No submitted jobs yet: run `snakemake --cores 1 submit` first.")
     else:
         print_status(rows, console)
-        print_summary(summary_table(paths, read_markers(paths)), console)
+        print_summary(summary_table(paths, read_markers(paths, problems=[])), console)
         export = export_collection(paths, rows)
         console.print(f"Collection export: {os.path.relpath(export)}", highlight=False, soft_wrap=True)
     Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -186,12 +241,15 @@ def analyze(smk: Any) -> None:
                                   print_decoded_summary, print_session_summary, write_tables)
     from qpuflow.paired import plot_paired
 
-    tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config))
+    problems: list[str] = []
+    tables = analyse(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config), problems=problems)
+    ATTENTION.extend(problems)
     write_tables(tables, {name: Path(getattr(smk.output, name)) for name in TABLES})
     plot_error_rates(tables["summary"], Path(smk.output.error_rates))
     plot_detection_rounds(tables["detection_rounds"], Path(smk.output.rounds_plot))
     plot_paired(tables["sessions"], Path(smk.output.sessions_plot))
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
     print_decoded_summary(tables["summary"])
-    print_session_summary(tables["session_stats"])
+    deployment = [name for name, exp in smk.config["experiments"].items() if exp["kind"] == "deployment"]
+    print_session_summary(tables["session_stats"], runs=tables["runs"], experiments=deployment)
     print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
@@ -127,7 +128,7 @@ def _circuit_run_id(path: Path) -> str | None:
     return (circuit.metadata or {}).get("run_id")
 
 
-class PreflightError(RuntimeError):
+class PreflightError(Refusal, RuntimeError):
     """A circuit whose noiseless outcome is wrong; it is never submitted."""
 
 

@@ -29,7 +29,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from qpuflow.batches import batch_record
 from qpuflow.budget import BudgetExceeded, choose_account, estimate_job_seconds, usage_by_account, with_service_usage
+from qpuflow.errors import Refusal
 from qpuflow.faults import fault_point
+from qpuflow.interrupts import raise_if_stopped
 from qpuflow.ledger import Ledger, LedgerView
 from qpuflow.packs import CompositionError, Pack, composition, read_tags, short_id, study_tag
 from qpuflow.paths import Paths
@@ -47,7 +49,7 @@ LOOKUP_POLL_SECONDS = 1.0
 ANSWERED_SETTLE_SECONDS = 2.0
 
 
-class SubmissionConflict(RuntimeError):
+class SubmissionConflict(Refusal, RuntimeError):
     """The provider or the ledger holds something for these runs that cannot be trusted blindly."""
 
 
@@ -321,6 +323,7 @@ def _adopt(carrier: _Carrier, mine: list[RunSpec], view: LedgerView, ctx: _Conte
 
 def _send(pack: Pack, preferred: str | None, ctx: _Context) -> list[Marker]:
     """Send one pack as one job (intent, POST until the outcome is known, accepted, markers)."""
+    raise_if_stopped(f"sending {pack.label}")
     specs = list(pack.specs)
     if len({(s.backend, s.provider) for s in specs}) != 1:
         raise ValueError(f"{pack.label}: runs on different backends or providers cannot share a job")
@@ -361,7 +364,7 @@ def _send(pack: Pack, preferred: str | None, ctx: _Context) -> list[Marker]:
         fault_point("before_marker_write")
         for marker in markers:
             write_marker(ctx.paths.marker(marker.run_key), marker)
-    log.info("%s: submitted as job %s (account %s, ~%.1f QPU s)", pack.label, job_id, account, cost)
+    log.debug("%s: submitted as job %s (account %s, ~%.1f QPU s)", pack.label, job_id, account, cost)
     return markers
 
 
@@ -395,6 +398,8 @@ def _post_until_known(pack: Pack, provider: Provider, tags: list[str], ctx: _Con
     attempts = ctx.settings.max_attempts if provider.may_duplicate_on_retry else 1
     specs = list(pack.specs)
     for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            raise_if_stopped(f"sending {pack.label} again (its intent stays open: the next submit looks it up first)")
         started = time.time()
         try:
             return provider.submit([ctx.files[s.key][0] for s in specs], backend=specs[0].backend,
@@ -560,12 +565,15 @@ def _marker_fields(spec: RunSpec, *, account: str, ctx: _Context, estimated: flo
 
 
 def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths: Paths, source: str = "config.yaml",
-                         provider_factory: Callable[[str], Provider] | None = None) -> dict[str, float]:
+                         provider_factory: Callable[[str], Provider] | None = None,
+                         estimated: bool = False) -> dict[str, float]:
     """Refuse, before anything is sent, a set of runs that cannot all be paid for.
 
     Runs already accepted in the ledger cost nothing more; the others are packed into jobs as
     submit will pack them (``provider.pubs_per_job``) and each job is estimated from its runs'
-    transpile records. Returns job (``experiment/batch``) -> estimated seconds.
+    transpile records, or, with ``estimated``, before any transpiling, from one representative
+    circuit per kind of run (:class:`qpuflow.campaign.CostEstimator`). Returns job
+    (``experiment/batch``) -> estimated seconds.
     """
     from qpuflow.batches import job_name, plan_jobs, pubs_per_job
     from qpuflow.budget import check_study_fits
@@ -575,10 +583,19 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
     view = ledger.view()
     pending = {spec.key: spec for spec in specs if spec.key not in view.accepted}
     costs = {}
+    estimator = None
+    if estimated:
+        from qpuflow.campaign import CostEstimator
+
+        estimator = CostEstimator(config, paths)
     for job in plan_jobs(pending.values(), pubs_per_job(config)):
         specs_of_job = [pending[key] for key in job]
-        infos = {spec.key: read_json(paths.isa_info(spec), "transpile info") for spec in specs_of_job}
-        costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = _job_seconds(specs_of_job, infos)
+        if estimator is not None:
+            cost = estimator.job_seconds(specs_of_job)
+        else:
+            infos = {spec.key: read_json(paths.isa_info(spec), "transpile info") for spec in specs_of_job}
+            cost = _job_seconds(specs_of_job, infos)
+        costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = cost
     if costs:
         usage = usage_by_account(config, ledger.accepted_markers(), paths.result,
                                  duplicates=list(view.duplicates.values()))

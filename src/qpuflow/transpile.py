@@ -34,6 +34,7 @@ from qiskit.transpiler import InstructionProperties, Target, generate_preset_pas
 from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
 from qpuflow.config import fake_backend_names, synthetic_backend_spec
+from qpuflow.errors import QpuflowError
 
 __all__ = [
     "UnknownBackendError",
@@ -73,7 +74,7 @@ _DECOHERENCE_TIME_REF = 1e-6
 _FINGERPRINT_VERSION = "qpuflow-isa-fingerprint/1"
 
 
-class UnknownBackendError(ValueError):
+class UnknownBackendError(QpuflowError, ValueError):
     """The backend name is not one of the fake backends shipped with qiskit-ibm-runtime."""
 
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from qpuflow.config import ConfigError, validate_config
+from qpuflow.config import load_config, validate_config
+from qpuflow.errors import QpuflowError
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec, plan_retries, plan_runs
 
@@ -33,20 +34,44 @@ class Study:
         self.runs = {spec.key: spec for spec in planned + retries}
         self.started = utc_now()
         self._notes_printed = False
+        self._remove_stale_flags()
         if os.environ.get("QPUFLOW_NOW"):
             print(f"QPUFLOW_NOW is set: rehearsal clock at {self.started}; every time recorded in this run "
                   "uses it. Unset it for real hardware runs.", file=sys.stderr)
 
-    @classmethod
-    def from_snakemake(cls, config: dict[str, Any], configfiles: Sequence[Any]) -> "Study":
-        source = ", ".join(str(f) for f in configfiles) or "config.yaml"
-        try:
-            validate_config(config, source=source)
-        except ConfigError as exc:
-            from snakemake.exceptions import WorkflowError
+    def _remove_stale_flags(self) -> None:
+        """Temporary files of a submit that failed half way: the budget check's flag and the
+        transpile manifests. Snakemake removes them only after a successful run; left behind,
+        the flag would make the next submit skip transpiling and the budget check. Nothing is
+        touched while another Snakemake holds this folder's lock (its files are not stale)."""
+        locks = Path(".snakemake") / "locks"
+        if locks.is_dir() and any(locks.iterdir()):
+            return
+        ledger_dir = self.paths.ledger.parent
+        stale = [ledger_dir / "budget_checked.flag", ledger_dir / "budget_prechecked.flag",
+                 ledger_dir / "pending_transpiled.txt",
+                 *(self.paths.root / "batches").glob("*/*.transpiled.json")]
+        for path in stale:
+            path.unlink(missing_ok=True)
 
+    @classmethod
+    def from_snakemake(cls, config: dict[str, Any], configfiles: Sequence[Any] | None,
+                       default: str = "config.yaml") -> "Study":
+        """The study of a Snakemake run. Without ``--configfile``, ``default`` is read here (with
+        ``--config`` values on top) and Snakemake's ``config`` is filled in place from it."""
+        from snakemake.exceptions import WorkflowError
+
+        source = ", ".join(str(f) for f in configfiles or ()) or default
+        try:
+            if configfiles:
+                validate_config(config, source=source)
+            else:
+                loaded = load_config(default, overrides=dict(config))
+                config.clear()
+                config.update(loaded)
+            return cls(config, source=source)
+        except QpuflowError as exc:
             raise WorkflowError(str(exc)) from None
-        return cls(config, source=source)
 
     def _failed(self, key: str) -> bool:
         from qpuflow.records import Result
@@ -78,10 +103,14 @@ class Study:
 
         Prints, once, what waits and when the next session is due.
         """
+        self.refuse_changed_runs()
         if not self._notes_printed:
             self._notes_printed = True
             for note in self._plan.notes:
                 print(note, file=sys.stderr)
+            if self.problems and not self._batches:
+                # Nothing else to do, so Snakemake would end without its onsuccess: say it now.
+                self.finish()
         pending = self._pending_set
         return ([str(self._rel(self.paths.marker(key))) for key in self._plan.keys if key not in pending]
                 + [self.batch_path(batch) for batch in self._batches.values()])
@@ -117,9 +146,11 @@ class Study:
 
     @functools.cached_property
     def _events(self) -> list[dict[str, Any]]:
-        from qpuflow.ledger import Ledger
+        """The ledger, with a line written back for every marker it lacks (a lost ledger must
+        not make submitted runs look new, nor stall a campaign's schedule)."""
+        from qpuflow.rebuild import planning_events
 
-        return Ledger(self.paths.ledger).events()
+        return planning_events(self.paths)
 
     @functools.cached_property
     def _plan(self):
@@ -152,23 +183,37 @@ class Study:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
 
     @functools.cached_property
-    def _pending(self) -> list[str]:
-        """Runs without marker and accepted submission. A marker that went missing (deleted, moved
-        away when corrupt) is written again from the ledger first: nothing is sent for it."""
-        from qpuflow.records import Marker, write_marker
+    def _state(self):
+        """The records' view of every planned run (see :mod:`qpuflow.study_state`): pending,
+        changed, corrupt. Missing markers are written back from the ledger on the way."""
+        from qpuflow.ledger import LedgerView
+        from qpuflow.study_state import survey
 
-        accepted = {e.get("run_key"): e["marker"] for e in self._events if e["event"] == "accepted"}
-        pending = []
-        for key in self._plan.keys:
-            if self.paths.marker(key).exists():
-                continue
-            if key in accepted:
-                if self.runs[key].run_id() == accepted[key]["run_id"]:
-                    write_marker(self.paths.marker(key), Marker.from_json(accepted[key], f"ledger entry for {key}"))
-                    print(f"{key}: marker restored from the ledger (job {accepted[key]['job_id']})", file=sys.stderr)
-                    continue
-            pending.append(key)  # submit_batch settles a changed run against the ledger, loudly
-        return pending
+        state = survey(self.runs, self._plan.keys, self.paths, LedgerView(self._events))
+        for note in state.notes:
+            print(note, file=sys.stderr)
+        return state
+
+    @property
+    def problems(self) -> list[str]:
+        """Records found unreadable while planning (reported at the end, exit code 3)."""
+        return self._state.problems if "_state" in self.__dict__ else []
+
+    def refuse_changed_runs(self) -> None:
+        """Stop (before anything is sent or analysed) if submitted runs no longer match the config."""
+        from snakemake.exceptions import WorkflowError
+
+        from qpuflow.study_state import refusal
+
+        allowed = {name for name, exp in self.config["experiments"].items() if exp.get("allow_mixed_definitions")}
+        message = refusal(self._state.changed, allowed, self.source)
+        if message:
+            raise WorkflowError(message)
+
+    @functools.cached_property
+    def _pending(self) -> list[str]:
+        """Runs without marker and accepted submission, due now: what submit sends."""
+        return self._state.pending
 
     @functools.cached_property
     def _pending_set(self) -> frozenset[str]:
@@ -193,7 +238,28 @@ class Study:
 
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
+        self.refuse_changed_runs()
         return [str(self._rel(p)) for p in sorted((self.paths.root / "collected").glob("*/*.json"))]
+
+    def finish(self) -> None:
+        """After a successful run: the exports, then the records that need attention (corrupt,
+        unreadable), if any, as the last lines, with exit code 3."""
+        from qpuflow.smk import ATTENTION
+
+        self.export_submissions()
+        problems = list(dict.fromkeys([*self.problems, *ATTENTION]))
+        if problems:
+            print(f"\nqpuflow: {len(problems)} record(s) need attention; everything else was done:", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            sys.exit(3)
+
+    def print_refusals(self, log: Any = None) -> None:
+        """After a failed run: each refusal again as the last lines, one paragraph each."""
+        from qpuflow.smk import REFUSALS
+
+        for message in dict.fromkeys(REFUSALS):
+            print(f"\nqpuflow: {message}", file=sys.stderr)
 
     def export_submissions(self) -> None:
         from qpuflow.exports import export_submissions

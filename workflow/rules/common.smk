@@ -6,8 +6,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from qpuflow import wf  # noqa: E402
 
-# Validates (schema through snakemake.utils.validate, defaults filled) and plans the runs.
-STUDY = wf.Study.from_snakemake(config, workflow.overwrite_configfiles or ["config.yaml"])
+# Reads config.yaml (or --configfile), validates it (defaults filled) and plans the runs.
+STUDY = wf.Study.from_snakemake(config, workflow.overwrite_configfiles)
 R = STUDY.results_dir
 
 
@@ -80,9 +80,17 @@ def get_collected_results(wildcards):
 
 
 
+onstart:
+    # Ctrl-C / SIGTERM: stop sending before the next provider call (rule bodies run in threads).
+    from qpuflow.interrupts import install
+
+    install()
+
+
 onsuccess:
-    STUDY.export_submissions()
+    STUDY.finish()
 
 
 onerror:
     STUDY.export_submissions()
+    STUDY.print_refusals(log)

@@ -1,3 +1,18 @@
+rule budget_precheck:
+    """Before transpiling anything: estimate every pending job from one representative circuit
+    per kind of run and refuse at once if the accounts cannot pay for them all (or if a
+    scheduled campaign would not fit). budget_check repeats the check on the real circuits."""
+    output:
+        flag=temp(f"{R}/ledger/budget_prechecked.flag"),
+    params:
+        specs=get_pending_specs,
+    log:
+        "logs/submit/budget_precheck.log",
+    localrule: True
+    run:
+        step("budget_precheck", input, output, params, wildcards, log)
+
+
 rule pending_transpiled:
     """Every pending job's runs transpiled and checked: one file, so that budget_check has one input."""
     input:

@@ -29,6 +29,7 @@ rule transpile_batch:
     """
     input:
         selection=ancient(get_batch_selection),
+        precheck=f"{R}/ledger/budget_prechecked.flag",
     output:
         manifest=temp(f"{R}/batches/{{exp}}/{{batch}}.transpiled.json"),
     params:

@@ -9,6 +9,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from qpuflow.errors import QpuflowError
+
 
 class JobState(str, enum.Enum):
     """Provider job states, converted once from each provider's own strings."""
@@ -113,7 +115,7 @@ class JobOutput:
         return self.pubs[pub_index]
 
 
-class ProviderError(RuntimeError):
+class ProviderError(QpuflowError, RuntimeError):
     """The provider could not be reached or refused a request; the message says which."""
 
 
