@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Submit jobs without waiting (the seed's submit_async.py, on qpuflow's library).
 
-    python scripts/submit_async.py --experiment both --api-key-index 0
-    python scripts/submit_async.py --submit-all --experiment both
+    .venv/bin/python scripts/submit_async.py --experiment both --api-key-index 0
+    .venv/bin/python scripts/submit_async.py --submit-all --experiment both
+
+(plain `python scripts/...` re-runs itself with .venv/bin/python when qpuflow is not installed
+for that Python). Exit codes: 0 done, 2 an error or a refusal (one paragraph), 130 Ctrl-C.
 
 Every run of config.yaml that has no marker yet is built, transpiled and submitted exactly
 once; the markers are the same ones `snakemake --cores 1 submit` writes. The jobs submitted
@@ -14,20 +17,21 @@ over all accounts; with neither, each run goes to the account with the most budg
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from qpuflow.budget import BudgetExceeded
-from qpuflow.config import ConfigError, load_config
-from qpuflow.exports import export_submissions
-from qpuflow.paths import Paths
-from qpuflow.pipeline import submit_pending
-from qpuflow.plan import plan_runs, select_experiments
-from qpuflow.provenance import utc_now
-from qpuflow.providers import ProviderError
-from qpuflow.records import CorruptRecordError
-from qpuflow.submit import SubmissionConflict
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bootstrap import ensure_qpuflow, quiet_logging  # noqa: E402
+
+ensure_qpuflow()
+
+from qpuflow.config import ConfigError, load_config  # noqa: E402
+from qpuflow.errors import QpuflowError, describe_os_error  # noqa: E402
+from qpuflow.exports import export_submissions  # noqa: E402
+from qpuflow.paths import Paths  # noqa: E402
+from qpuflow.pipeline import submit_pending  # noqa: E402
+from qpuflow.plan import plan_runs, select_experiments  # noqa: E402
+from qpuflow.provenance import utc_now  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--submit-all", action="store_true", help="spread runs over all accounts")
     parser.add_argument("--config", type=Path, default=Path("config.yaml"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_logging()
     started = utc_now()
     try:
         config = load_config(args.config)
@@ -55,9 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             export = export_submissions(paths, since=started)
             if export is not None:
                 print(f"Output: {export}")
-    except (ConfigError, ProviderError, CorruptRecordError, BudgetExceeded, SubmissionConflict) as exc:
+    except QpuflowError as exc:
         print(f"submit_async: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"submit_async: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("submit_async: interrupted; what was sent is recorded. Run the same command again to go on.",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -46,7 +46,7 @@ def test_submit_async_and_collect_results_share_markers_with_snakemake(study: Pa
     assert len(list((study / "results" / "ibm_experiments").glob("collected_results_*.json"))) >= 3
 
 
-def test_watch_ends_when_jobs_fail_or_are_unknown(study: Path, small_config: dict):
+def test_watch_ends_when_every_job_failed(study: Path, small_config: dict):
     small_config["provider"]["local"]["fail_tags"] = ["qpuflow"]  # every job fails
     write_config(study, small_config)
     script(study, "submit_async.py", "--experiment", "deployment")

@@ -193,10 +193,11 @@ def test_corrupt_marker_is_reported_and_kept(study: Path):
     path = study / "results" / "submitted" / "sc" / "L0_rep0.json"
     path.write_text("{ truncated")
     proc = snakemake(study, "collect", check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 3, "done, but a record needs attention"
     assert "results/submitted/sc/L0_rep0.json" in proc.all
     assert path.read_text() == "{ truncated"
     assert not (study / "results" / "collected" / "sc" / "L0_rep0.json").exists()
+    assert (study / "results" / "collected" / "sc" / "L0_rep1.json").exists(), "the others are collected"
 
 
 def test_a_study_that_does_not_fit_the_budget_is_refused_before_any_job(study: Path, small_config: dict):

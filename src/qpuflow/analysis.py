@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
 from qpuflow.collect import read_markers
 from qpuflow.paths import Paths
-from qpuflow.records import Marker, Result
+from qpuflow.records import Marker, Result, read_or_report
 from qpuflow.stats import wilson_interval
 
 TABLES = ("runs", "summary", "detection_rounds", "provenance", "sessions", "session_stats")
@@ -81,13 +81,16 @@ class _Decoder:
         return decode_registers(result.bit_arrays(), mmap, self._dems[key], stim_circuit_text=stim_text)
 
 
-def analyse(paths: Paths, settings: AnalysisSettings) -> dict[str, pd.DataFrame]:
-    """Decode every collected run and return the four tidy tables (see :data:`TABLES`)."""
+def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Decode every collected run and return the tidy tables (see :data:`TABLES`).
+
+    A corrupt marker or result is left out and described in ``problems`` (raised if None).
+    """
     decoder = _Decoder(settings)
     runs, rounds, provenance = [], [], []
-    for key, marker in sorted(read_markers(paths).items()):
+    for key, marker in sorted(read_markers(paths, problems=problems).items()):
         result_path = paths.result(key)
-        result = Result.read(result_path) if result_path.exists() else None
+        result = read_or_report(Result.read, result_path, problems) if result_path.exists() else None
         spec = marker.spec
         base = {
             "experiment": spec["experiment"], "run": spec["run"], "run_key": key, "kind": spec["kind"],
@@ -295,13 +298,24 @@ def print_decoded_summary(summary: pd.DataFrame, console: Any = None) -> None:
     console.print(table)
 
 
-def print_session_summary(stats: pd.DataFrame, console: Any = None) -> None:
-    """The deployment study's answer in a few lines: difference, interval, test, power."""
+def print_session_summary(stats: pd.DataFrame, console: Any = None, runs: pd.DataFrame | None = None,
+                          experiments: Iterable[str] = ()) -> None:
+    """The deployment study's answer in a few lines: difference, interval, test, power; for a
+    deployment experiment (of ``experiments``) without a complete pair yet, what is there."""
     from rich.console import Console
 
+    console = console or Console()
+    have = set(stats["experiment"]) if not stats.empty else set()
+    for experiment in experiments:
+        if experiment in have:
+            continue
+        frame = runs[runs["experiment"] == experiment] if runs is not None and "experiment" in runs else None
+        counts = frame["status"].value_counts().to_dict() if frame is not None and not frame.empty else {}
+        detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none submitted yet"
+        console.print(f"{experiment}: No session with both arms completed yet (arm runs: {detail}); the paired "
+                      f"statistics need at least one complete pair", highlight=False, soft_wrap=True)
     if stats.empty:
         return
-    console = console or Console()
     for experiment, frame in stats.groupby("experiment", sort=True):
         value = dict(zip(frame["quantity"], frame["value"]))
         n = int(value["n_sessions"])

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from qpuflow.paths import Paths
 from qpuflow.provenance import utc_now
 from qpuflow.providers import JobInfo, JobOutput, JobState, Provider, ProviderError, make_provider
-from qpuflow.records import Marker, Result, pack_bits, write_json_atomic
+from qpuflow.records import Marker, Result, pack_bits, read_or_report, write_json_atomic
 
 log = logging.getLogger("qpuflow.collect")
 
@@ -29,16 +29,22 @@ class JobStatusRow:
     state: str          # provider state (QUEUED, RUNNING, DONE, ERROR, CANCELLED, UNKNOWN) or "?" if unreachable
     collected: bool
     error: str | None = None
+    new: bool = False  # collected by this very collect
 
     @property
     def final(self) -> bool:
-        return self.collected or self.state in {s.value for s in JobState if s.final}
+        """Collected, or ended at the provider. A job the provider does not know (UNKNOWN) is
+        not final: its record may be elsewhere, and a later collect asks again."""
+        return self.collected or self.state in {s.value for s in JobState if s.final and s is not JobState.UNKNOWN}
 
 
-def read_markers(paths: Paths, keys: Iterable[str] | None = None) -> dict[str, Marker]:
-    """All markers (or those of ``keys``) by run key. A corrupt one stops with its path."""
+def read_markers(paths: Paths, keys: Iterable[str] | None = None,
+                 problems: list[str] | None = None) -> dict[str, Marker]:
+    """All markers (or those of ``keys``) by run key. A corrupt one is skipped and described in
+    ``problems`` (or, with ``problems`` None, stops with its path)."""
     files = [paths.marker(k) for k in keys] if keys is not None else paths.marker_files()
-    return {m.run_key: m for m in (Marker.read(f) for f in files if f.exists())}
+    found = (read_or_report(Marker.read, f, problems) for f in files if f.exists())
+    return {m.run_key: m for m in found if m is not None}
 
 
 def poll(markers: dict[str, Marker], *, factory: Callable[[str, str], Provider]) -> dict[str, JobInfo | str]:
@@ -63,16 +69,19 @@ def poll(markers: dict[str, Marker], *, factory: Callable[[str, str], Provider])
     return out
 
 
-def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider]) -> list[JobStatusRow]:
+def status_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider],
+                problems: list[str] | None = None) -> list[JobStatusRow]:
     """Status of each submitted run; jobs already collected are not asked about again."""
-    return poll_rows(paths, markers, factory)[0]
+    return poll_rows(paths, markers, factory, problems=problems)[0]
 
 
 def poll_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, str], Provider],
-              also: dict[str, Marker] | None = None) -> tuple[list[JobStatusRow], dict[str, JobInfo]]:
+              also: dict[str, Marker] | None = None,
+              problems: list[str] | None = None) -> tuple[list[JobStatusRow], dict[str, JobInfo]]:
     """:func:`status_rows`, plus what the bulk poll said of each pending run's job.
 
     ``also``: collected runs to ask about in the same poll (their charge was still pending).
+    ``problems``: where corrupt result files are described (they are left out of the rows).
     """
     rows: dict[str, JobStatusRow] = {}
     infos: dict[str, JobInfo] = {}
@@ -80,7 +89,9 @@ def poll_rows(paths: Paths, markers: dict[str, Marker], factory: Callable[[str, 
     for key, marker in markers.items():
         result_path = paths.result(key)
         if result_path.exists():
-            result = Result.read(result_path)
+            result = read_or_report(Result.read, result_path, problems)
+            if result is None:
+                continue
             rows[key] = JobStatusRow(key, marker.job_id, result.provider_status or result.status.upper(),
                                      collected=True, error=result.error)
         else:
@@ -148,8 +159,8 @@ def pending_charges(paths: Paths, markers: dict[str, Marker]) -> dict[str, Marke
     for key, marker in markers.items():
         path = paths.result(key)
         if path.exists():
-            result = Result.read(path)
-            if result.usage_final is False:
+            result = read_or_report(Result.read, path, [])
+            if result is not None and result.usage_final is False:
                 out[key] = marker
     return out
 

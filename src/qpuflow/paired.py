@@ -196,9 +196,10 @@ def plot_paired(pairs: pd.DataFrame, path: Path, *, arms: tuple[str, str] = ARMS
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-    n = len(pairs)
-    rates = [pairs[f"rate_{arm}"].to_numpy(dtype=float) for arm in arms]
-    diff = pairs["difference"].to_numpy(dtype=float)
+    complete = all(f"rate_{arm}" in pairs for arm in arms) and "difference" in pairs
+    n = len(pairs) if complete else 0  # no pair yet: the table has no rate columns
+    rates = [pairs[f"rate_{arm}"].to_numpy(dtype=float) if complete else np.zeros(0) for arm in arms]
+    diff = pairs["difference"].to_numpy(dtype=float) if complete else np.zeros(0)
     for r1, r2 in zip(*rates):
         left.plot([0, 1], [r1, r2], color="0.7", lw=1, zorder=1)
     for x, (arm, values) in enumerate(zip(arms, rates)):

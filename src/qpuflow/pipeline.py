@@ -54,7 +54,7 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     from qpuflow.plan import plan_retries
     from qpuflow.records import Result
     from qpuflow.campaign import check_campaign_start
-    from qpuflow.ledger import Ledger
+    from qpuflow.rebuild import planning_events
     from qpuflow.schedule import now
     from qpuflow.sessions import plan_submissions
     from qpuflow.submit import check_pending_budget, submit_packs
@@ -66,7 +66,7 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     # The same choice as the Snakemake submit target: sessions that are due, arms whose probe
     # was collected, in their recorded order.
     runs = {spec.key: spec for spec in specs}
-    events = Ledger(paths.ledger).events()
+    events = planning_events(paths)
     check_campaign_start(config, paths, events, now())  # a campaign that does not fit is not started
     plan = plan_submissions(runs, config, paths, events, now())
     for note in plan.notes:
@@ -92,31 +92,64 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     return written
 
 
-def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None = None) -> list[JobStatusRow]:
+def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None = None,
+            problems: list[str] | None = None, lock_timeout: float = 600.0) -> list[JobStatusRow]:
     """Poll the markers' jobs (all, or ``keys``), write results for final ones, return the rows.
 
     Never submits. One bulk status request per provider and account; each final job without
     a result is downloaded once. A download that fails (timeout, dropped connection, service
-    down) is reported in its row and retried on the next call; the others go on.
+    down) is reported in its row and retried on the next call; the others go on. A corrupt
+    marker or result is skipped and described in ``problems`` (logged if None). One collect
+    at a time per study: a second one waits for the first (a lock), so nothing is downloaded
+    twice.
     """
+    import filelock
+
+    from qpuflow.errors import Refusal
+
+    lock = filelock.FileLock(str(paths.ledger.parent / "collect.lock"))
+    paths.ledger.parent.mkdir(parents=True, exist_ok=True)
+    found: list[str] = [] if problems is None else problems
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.warning("another collect is running in this study; waiting for it to finish")
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except filelock.Timeout:
+            raise Refusal(f"another collect has held {lock.lock_file} for {lock_timeout:.0f} s; if none is "
+                          f"running, delete that file and run collect again") from None
+    try:
+        rows = _collect_locked(config, paths, keys, found)
+    finally:
+        lock.release()
+    if problems is None:
+        for problem in found:
+            log.warning("%s", problem)
+    return rows
+
+
+def _collect_locked(config: dict[str, Any], paths: Paths, keys: Iterable[str] | None,
+                    problems: list[str]) -> list[JobStatusRow]:
     import dataclasses
 
-    from qpuflow.providers import ProviderError
-
     from qpuflow.collect import pending_charges, record_charges
+    from qpuflow.providers import ProviderError
     from qpuflow.reconcile import resolve_open
 
     factory = provider_factory(config, paths)
     for note in resolve_open(config, paths, factory):
         log.warning("%s", note)
-    markers = read_markers(paths, keys)
+    markers = read_markers(paths, keys, problems)
+    waiting = sum(not paths.result(key).exists() for key in markers)
+    log.info("collect: %d submitted run(s), %d without a result yet: asking the provider", len(markers), waiting)
     billing = pending_charges(paths, markers)
-    rows, infos = poll_rows(paths, markers, factory, also=billing)
+    rows, infos = poll_rows(paths, markers, factory, also=billing, problems=problems)
     record_charges(paths, billing, {key: infos[key] for key in billing if key in infos})
     downloaded: dict = {}  # job ID -> output: a job carrying several runs is downloaded once
     out = []
     for row in rows:
-        if row.final and not row.collected:
+        if row.final and not row.collected and row.state != "UNKNOWN":
             marker = markers[row.run_key]
             try:
                 result = collect_result(marker, paths.result(row.run_key), factory(marker.provider, marker.account),
@@ -126,7 +159,7 @@ def collect(config: dict[str, Any], paths: Paths, *, keys: Iterable[str] | None 
                 row = dataclasses.replace(row, state="?", error=f"download failed: {exc}")
             else:
                 if result is not None:
-                    row = dataclasses.replace(row, collected=True, error=result.error)
+                    row = dataclasses.replace(row, collected=True, error=result.error, new=True)
         out.append(row)
     return out
 
@@ -135,19 +168,26 @@ def markers_from_jobs_file(path: Path, paths: Paths) -> list[str]:
     """Run keys of the jobs listed in a seed JSONL export (by run_key, else by job ID)."""
     import json
 
+    from qpuflow.errors import QpuflowError
+
     if not path.exists() and (paths.exports_dir / path.name).exists():
         path = paths.exports_dir / path.name
+    if not path.is_file():
+        raise QpuflowError(f"{path}: no such jobs file. Submit exports are written to {paths.exports_dir} "
+                           f"(submitted_jobs_*.jsonl); or use --poll-all.")
     keys = []
-    by_job = {m.job_id: k for k, m in read_markers(paths).items()}
+    by_job = {m.job_id: k for k, m in read_markers(paths, problems=[]).items()}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: not a JSON line") from None
+            raise QpuflowError(f"{path}, line {number}: not a JSON line (is this a submitted_jobs_*.jsonl "
+                               f"export?)") from None
         key = entry.get("run_key") or by_job.get(entry.get("job_id"))
         if key is None:
-            raise ValueError(f"{path}:{number}: job {entry.get('job_id')} has no marker under {paths.root}/submitted")
+            raise QpuflowError(f"{path}, line {number}: job {entry.get('job_id')} has no marker under "
+                               f"{paths.root}/submitted")
         keys.append(key)
     return keys

@@ -87,23 +87,34 @@ def summary_table(paths: Paths, markers: dict[str, Marker]) -> list[dict[str, An
     return rows
 
 
-def print_status(rows: Iterable[JobStatusRow], console: Any = None) -> None:
-    """The seed's per-job list and counts ("Job <id>: DONE", "✓ Completed: 1/3", "Pending: 2/3")."""
+def print_status(rows: Iterable[JobStatusRow], console: Any = None, *, every_job: bool = False) -> None:
+    """The seed's per-job lines ("Job <id>: DONE") and counts ("✓ Completed: 1/3", "Pending: 2/3").
+
+    Without ``every_job`` only the jobs that need a word get a line (collected just now, failed,
+    unknown to the provider, unreachable): a cron log stays readable at hundreds of jobs; the
+    others are counted by state. ``qpuflow status`` lists every job.
+    """
+    from collections import Counter
+
     from rich.console import Console
 
     console = console or Console()
     rows = list(rows)
     for row in rows:
         state = row.state
+        if not (every_job or row.new or state in ("ERROR", "CANCELLED", "UNKNOWN", "?")):
+            continue
         note = f"  ({row.error})" if row.error and state not in {"DONE"} else ""
-        console.print(f"Job {row.job_id}: {state}  [dim]{row.run_key}[/dim]{note}", highlight=False)
+        console.print(f"Job {row.job_id}: {state}  [dim]{row.run_key}[/dim]{note}", highlight=False, soft_wrap=True)
     completed = sum(r.state == "DONE" for r in rows)
     failed = sum(r.final and r.state != "DONE" for r in rows)
-    pending = sum(not r.final for r in rows)
-    console.print(f"  ✓ Completed: {completed}/{len(rows)}")
+    waiting = Counter(r.state for r in rows if not r.final)
+    console.print(f"  ✓ Completed: {completed}/{len(rows)}", highlight=False)
     if failed:
-        console.print(f"  ✗ Failed or cancelled: {failed}/{len(rows)}")
-    console.print(f"  Pending: {pending}/{len(rows)}")
+        console.print(f"  ✗ Failed or cancelled: {failed}/{len(rows)}", highlight=False)
+    detail = ", ".join(f"{n} {state}" for state, n in sorted(waiting.items()))
+    console.print(f"  Pending: {sum(waiting.values())}/{len(rows)}" + (f" ({detail})" if detail else ""),
+                  highlight=False)
 
 
 def print_summary(rows: list[dict[str, Any]], console: Any = None) -> None:

@@ -75,6 +75,9 @@ def open_service(account: str, *, channel: str = "ibm_quantum_platform"):
     # The client otherwise walks the whole call stack on every request to report which code
     # called it (a usage header): a third of collect's time, and caller paths sent to IBM.
     os.environ.setdefault("USAGE_DATA_OPT_OUT", "True")
+    # "Loading account with the given token. A saved account will not be used.": every env:
+    # account would print it on every sign-in.
+    logging.getLogger("qiskit_ibm_runtime.qiskit_runtime_service").setLevel(logging.ERROR)
     token = None
     try:
         if account.startswith("env:"):
