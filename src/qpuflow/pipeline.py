@@ -141,8 +141,11 @@ def _collect_locked(config: dict[str, Any], paths: Paths, keys: Iterable[str] | 
     markers = read_markers(paths, keys, problems)
     waiting = sum(not paths.result(key).exists() for key in markers)
     log.info("collect: %d submitted run(s), %d without a result yet: asking the provider", len(markers), waiting)
-    for note in resolve_open(config, paths, factory):
+    notes = resolve_open(config, paths, factory)
+    for note in notes:
         log.warning("%s", note)
+    if notes:  # an interrupted submission may have been adopted: its markers are new
+        markers = read_markers(paths, keys, [])
     billing = pending_charges(paths, markers)
     rows, infos = poll_rows(paths, markers, factory, also=billing, problems=problems)
     record_charges(paths, billing, {key: infos[key] for key in billing if key in infos})
