@@ -103,3 +103,34 @@ def test_measured_values_steer_the_chain_away_from_a_qubit_that_got_worse(fez):
     assert bad not in drift_aware and set(drift_aware) <= set(candidates)
     # Measurements that agree with calibration keep the choice within the probed region.
     assert set(select_chain(fez, 5, only=candidates)) <= set(candidates)
+
+
+@pytest.mark.slow
+def test_the_probe_recovers_the_backends_t1_end_to_end(tmp_path, monkeypatch):
+    """Submit a probe on the drift-free local backend, collect it, select the session's chains:
+    the probe's T1 estimates are the simulated device's T1 (QPY once turned 50 us into 50 dt,
+    0.2 us, and the estimates came out ~200x too large)."""
+    import json
+
+    from qpuflow.config import validate_config
+    from qpuflow.paths import Paths
+    from qpuflow.pipeline import collect, submit_pending
+    from qpuflow.plan import plan_runs
+    from qpuflow.transpile import load_backend
+
+    config = validate_config({
+        "provider": {"name": "local", "backend": "fake_fez", "pubs_per_job": 1},
+        "experiments": {"dep": {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": 1, "shots": 64,
+                                "arms": ["calibration", "drift_aware"],
+                                "probe": {"shots": 2000, "delays_us": [50, 100, 200]}}},
+    })
+    monkeypatch.chdir(tmp_path)
+    paths = Paths.from_config(config, base=tmp_path)
+    submit_pending(plan_runs(config), config, paths)
+    collect(config, paths)
+    submit_pending(plan_runs(config), config, paths)
+    estimates = json.loads(paths.selection("dep", 0).read_text())["arms"]["drift_aware"]["estimates"]
+    target = load_backend("fake_fez").target
+    ratios = np.array([m["t1"] / target.qubit_properties[int(q)].t1 for q, m in estimates.items()])
+    assert len(ratios) == 10
+    assert abs(np.median(ratios) - 1) < 0.1 and ratios.min() > 0.8 and ratios.max() < 1.25, ratios

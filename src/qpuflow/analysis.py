@@ -60,13 +60,11 @@ class _Decoder:
         self._dems: dict[str, Any] = {}
 
     def decode(self, marker: Marker, result: Result):
-        from qiskit import qpy
-
         from qpuflow.circuits import MeasurementMap
         from qpuflow.decode import calibration_dem, decode_registers, uniform_dem
+        from qpuflow.qpyio import load_circuit
 
-        with open(marker.isa_path, "rb") as fh:
-            (isa,) = qpy.load(fh)
+        isa = load_circuit(marker.isa_path)
         stim_text = isa.metadata["stim_circuit"]
         mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
         if self.settings.decoder_noise == "uniform":

@@ -11,16 +11,15 @@ from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
+from qpuflow.qpyio import dump_circuit, load_circuit
 from qpuflow.records import read_json, write_json_atomic
 
 
 def build_circuit(spec: RunSpec, out: Path) -> None:
     """The logical circuit of a run (from stim's generators), as QPY with its measurement map."""
-    from qiskit import qpy
-
     circuit = logical_circuit(spec)
     circuit.metadata = {**circuit.metadata, "run_spec": spec.to_json(), "run_id": spec.run_id()}
-    _write_qpy(out, circuit, qpy)
+    dump_circuit(out, circuit)
 
 
 def logical_circuit(spec: RunSpec):
@@ -58,13 +57,11 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     the candidate qubits around the calibration-best chain, at a fixed layout. The backend's
     calibration is saved (content-addressed) so the marker can point at what was used.
     """
-    from qiskit import qpy
-
+    from qpuflow.qpyio import check_isa_delays
     from qpuflow.transpile import (calibration_snapshot, circuit_fingerprint, isa_summary,
                                    physical_layout, transpile_isa)
 
-    with open(circuit_path, "rb") as fh:
-        (circuit,) = qpy.load(fh)
+    circuit = load_circuit(circuit_path)
     backend = current_backend(spec.backend, config)
     snapshot = calibration_snapshot(backend)
     snapshot_path = save_calibration(snapshot, paths, spec.backend)
@@ -80,8 +77,9 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     if layout is not None and physical_layout(isa) != list(layout):
         raise ValueError(f"{spec.key}: the transpiler moved the chosen qubits {layout} to "
                          f"{physical_layout(isa)}; refusing to submit a run on qubits nobody chose")
+    delays = check_isa_delays(circuit, isa, backend.target.dt, run=spec.key)
     require_preflight(isa, spec.key, stage="transpiled")
-    _write_qpy(out_isa, isa, qpy)
+    dump_circuit(out_isa, isa)
     summary = isa_summary(isa)
     info = {
         "run_key": spec.key,
@@ -97,6 +95,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
         "num_gates": summary["num_gates"],
         "gate_counts": summary["gate_counts"],
         "duration_seconds": summary["duration_seconds"],
+        "delays_seconds": delays,
         "calibration_snapshot": str(snapshot_path),
         "transpiled_time": utc_now(),
         "selection": selection,
@@ -121,11 +120,7 @@ def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
 
 
 def _circuit_run_id(path: Path) -> str | None:
-    from qiskit import qpy
-
-    with open(path, "rb") as fh:
-        (circuit,) = qpy.load(fh)
-    return (circuit.metadata or {}).get("run_id")
+    return (load_circuit(path).metadata or {}).get("run_id")
 
 
 class PreflightError(Refusal, RuntimeError):
@@ -159,17 +154,6 @@ def save_calibration(snapshot: dict[str, Any], paths: Paths, backend: str) -> Pa
     if not path.exists():
         write_json_atomic(path, snapshot)
     return path
-
-
-def _write_qpy(out: Path, circuit: Any, qpy: Any) -> None:
-    import os
-    import tempfile
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "wb") as fh:
-        qpy.dump(circuit, fh)
-    os.replace(tmp, out)
 
 
 def select_session(experiment: str, session: int, out: Path, *, config: dict[str, Any], paths: Paths,

@@ -484,9 +484,8 @@ def _job_seconds(specs: Sequence[RunSpec], infos: Mapping[str, dict[str, Any]]) 
 
 def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, Any]) -> None:
     """The file about to be sent is the one transpiled and it passes the noiseless preflight."""
-    from qiskit import qpy
-
     from qpuflow.provenance import file_sha256
+    from qpuflow.qpyio import load_circuit
     from qpuflow.stages import require_preflight
 
     if file_sha256(isa_path) != info["isa_sha256"]:
@@ -495,9 +494,7 @@ def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, An
             f"transpile record). Not submitting a circuit nobody checked: delete it and its .json "
             f"to transpile again."
         )
-    with open(isa_path, "rb") as fh:
-        (isa,) = qpy.load(fh)
-    require_preflight(isa, spec.key, stage="ISA")
+    require_preflight(load_circuit(isa_path), spec.key, stage="ISA")
 
 
 def _cached(factory: Callable[[str], Provider]) -> Callable[[str], Provider]:

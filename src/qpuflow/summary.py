@@ -38,13 +38,11 @@ def raw_figures(result: Result, measurement_map: dict[str, Any]) -> RawFigures:
 
 def measurement_map_of(paths: Paths, marker: Marker) -> dict[str, Any]:
     """The measurement map saved with the run's ISA circuit (falls back to the logical circuit)."""
-    from qiskit import qpy
+    from qpuflow.qpyio import load_circuit
 
     for path in (Path(marker.isa_path), paths.root / "circuits" / f"{marker.run_key}.qpy"):
         if path.exists():
-            with open(path, "rb") as fh:
-                (circuit,) = qpy.load(fh)
-            return circuit.metadata["measurement_map"]
+            return load_circuit(path).metadata["measurement_map"]
     raise FileNotFoundError(f"{marker.run_key}: neither {marker.isa_path} nor the logical circuit exists")
 
 

@@ -214,7 +214,7 @@ class IBMProvider:
         return job_id
 
     def _pubs(self, isa_paths: Sequence[Path], shots: Sequence[int], metadata: Sequence[dict] | None) -> list[Any]:
-        from qiskit import qpy
+        from qpuflow.qpyio import load_circuit
 
         if not isa_paths or len(isa_paths) != len(shots):
             raise ProviderError(f"a job needs one shot count per circuit (got {len(isa_paths)} circuits, "
@@ -223,8 +223,7 @@ class IBMProvider:
             raise ProviderError(f"the executor sampler runs one shot count per job; got {sorted(set(shots))}")
         pubs = []
         for index, (path, pub_shots) in enumerate(zip(isa_paths, shots)):
-            with open(path, "rb") as fh:
-                (isa,) = qpy.load(fh)
+            isa = load_circuit(path)
             if metadata is not None:
                 # The service echoes circuit metadata into the results (the executor requires it
                 # to be JSON-simple): send the run's identity, not the stim text and maps.

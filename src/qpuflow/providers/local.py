@@ -340,9 +340,8 @@ def _simulate(record: dict[str, Any], jobs_dir: Path):
     """
     import zlib
 
-    from qiskit import qpy
-
     from qpuflow.budget import estimate_job_seconds
+    from qpuflow.qpyio import load_circuit
     from qpuflow.simulate import sample_isa
     from qpuflow.transpile import isa_summary
 
@@ -356,8 +355,7 @@ def _simulate(record: dict[str, Any], jobs_dir: Path):
     shots = record.get("pub_shots", [record["shots"]])
     pubs, charged = [], []
     for index, (name, pub_shots) in enumerate(zip(circuits, shots)):
-        with open(jobs_dir / name, "rb") as fh:
-            (isa,) = qpy.load(fh)
+        isa = load_circuit(jobs_dir / name)
         # A seed from the job ID and PUB: reproducible per job, different between jobs and PUBs.
         seed = zlib.crc32(record["job_id"].encode()) + index
         pubs.append(sample_isa(isa, backend, shots=pub_shots, seed=seed,
