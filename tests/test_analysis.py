@@ -78,7 +78,7 @@ def test_calibration_decoder_uses_the_saved_snapshot(study, small_config, monkey
     paths = Paths.from_config({"results_dir": "results", "provider": {}}, base=study)
     uniform = analyse(paths, AnalysisSettings("uniform"))["runs"].set_index("run_key")
     calibrated = analyse(paths, AnalysisSettings("calibration"))["runs"].set_index("run_key")
-    assert (calibrated["decoder"] == "pymatching/calibration").all()
+    assert (calibrated["decoder"] == "pymatching-correlated/calibration").all()
     assert (calibrated["raw_errors"] == uniform["raw_errors"]).all()  # same data, only the decoder differs
     assert (calibrated["decoded_rate"] < calibrated["raw_rate"]).all()
     # The device-aware model knows where the routing put the noise: it should not do worse.

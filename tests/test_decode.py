@@ -173,7 +173,9 @@ def test_snapshot_circuit_is_the_simulated_circuit(backend_name):
     isa = transpile_isa(qc, backend, seed=7)
     from_snapshot = isa_detector_circuit(isa, snap)
     assert str(from_snapshot) == str(isa_detector_circuit(isa, backend))
-    assert str(from_snapshot).startswith(str(stim_translation(isa, backend).circuit()))
+    # Idle noise included: the snapshot carries the durations the circuit is scheduled with.
+    assert str(from_snapshot).startswith(str(stim_translation(isa, backend, idle_noise=True).circuit()))
+    assert "PAULI_CHANNEL_1" in str(from_snapshot)
     # Half the noise is half the noise, and the detectors stay those of the measurement map.
     half = calibration_dem(isa, snap, noise_scale=0.5)
     assert (half.num_detectors, half.num_observables) == (mmap.num_detectors, 1)
@@ -384,7 +386,7 @@ def test_a_noiseless_dem_cannot_explain_detection_events():
     backend = load_backend("uniform_grid_p0")
     qc, mmap = memory_experiment("surface_code", distance=3, rounds=2, logical_state="0")
     isa = transpile_isa(qc, backend, seed=7)
-    dem = calibration_dem(isa, calibration_snapshot(backend))
+    dem = calibration_dem(isa, calibration_snapshot(backend), idle_noise=False)  # p = 0 and no idle: no errors
     regs = sample_isa(isa, backend, shots=5, seed=1)
     text = qc.metadata["stim_circuit"]
     assert decode_registers(regs, mmap, dem, stim_circuit_text=text).decoded_errors == 0
@@ -408,7 +410,7 @@ def test_routed_circuit_calibration_dem_resolves_conflicting_parallel_edges():
     snapshot = json.loads(json.dumps(calibration_snapshot(backend)))
     circuit, _ = memory_experiment("surface_code", distance=3, rounds=1, logical_state="0")
     isa = transpile_isa(circuit, backend, seed=7)
-    dem = calibration_dem(isa, snapshot)
+    dem = calibration_dem(isa, snapshot, correlated=False)  # the plain-matching DEM
     seen = {}
     for inst in dem.flattened():
         if inst.type == "error":

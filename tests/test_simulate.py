@@ -16,7 +16,7 @@ from qiskit.quantum_info import Statevector
 
 from qpuflow.circuits import detection_events, memory_experiment, observable_flips
 from qpuflow.simulate import _sample_aer, preflight_check, sample_isa, stim_translation
-from qpuflow.transpile import select_chain, transpile_isa
+from qpuflow.transpile import readout_pairs, select_chain, transpile_isa
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +124,20 @@ def test_translation_uses_calibrated_probabilities(fez):
     assert stim_translation(qc, fez, noise_scale=0).text.splitlines() == ["SQRT_X 0", "CZ 0 1", "S 1", "M 0"]
 
 
-@pytest.mark.parametrize("scale", [1.0, 8.0])
-def test_x_gate_and_readout_error_rates(fez, scale):
+@pytest.mark.parametrize("scale, n_gates", [(1.0, 40), (8.0, 0)])
+def test_x_gate_and_readout_error_rates(fez, scale, n_gates):
+    # (At scale 8 with gates, T1/8 makes amplitude damping, not depolarizing, most of each
+    # gate's error on the Aer path, which the closed form below does not model.)
     q = 20
-    n_gates, shots = 40, 20000
+    shots = 20000
     qc = wide(fez, 1)
     for _ in range(n_gates):
         qc.x(q)
     qc.measure(q, 0)
     p = min(1.5 * fez.target["x"][(q,)].error * scale, 0.75)
-    m = min(fez.target["measure"][(q,)].error * scale, 1.0)
+    p10, p01 = (min(e * scale, 0.5) for e in readout_pairs(fez)[q])  # the device's asymmetric readout
     gate_flip = (1 - (1 - 4 * p / 3) ** n_gates) / 2  # X or Y of DEPOLARIZE1 flip a Z readout
-    expected = gate_flip * (1 - m) + (1 - gate_flip) * m
+    expected = gate_flip * (1 - p01) + (1 - gate_flip) * p10
     got = sample_isa(qc, fez, shots=shots, seed=9, noise_scale=scale)["c"][:, 0].mean()
     assert z_score(got, expected, shots) < 5, (got, expected)
 
@@ -148,23 +150,23 @@ def test_cz_error_rate(fez):
         qc.cz(a, b)
     qc.measure(a, 0)
     p = 1.25 * fez.target["cz"][(a, b)].error * 4
-    m = fez.target["measure"][(a,)].error * 4
+    p10, p01 = (min(e * 4, 0.5) for e in readout_pairs(fez)[a])
     flip = (1 - (1 - 2 * (8 * p / 15)) ** n_gates) / 2  # 8 of the 15 Paulis have X/Y on a
-    expected = flip * (1 - m) + (1 - flip) * m
+    expected = flip * (1 - p01) + (1 - flip) * p10
     got = sample_isa(qc, fez, shots=shots, seed=4, noise_scale=4)["c"][:, 0].mean()
     assert z_score(got, expected, shots) < 5, (got, expected)
 
 
 def test_readout_error_flips_the_record_not_the_qubit(fez):
-    q = max(range(fez.num_qubits), key=lambda i: fez.target["measure"][(i,)].error)
-    m = fez.target["measure"][(q,)].error
+    q = max(range(fez.num_qubits), key=lambda i: readout_pairs(fez)[i][0])
+    m = readout_pairs(fez)[q][0]  # P(1|0)
     assert m > 0.05
     qc = wide(fez, 2)
     qc.measure(q, 0)
     qc.measure(q, 1)
     bits = sample_isa(qc, fez, shots=20000, seed=2)["c"]
     first, second = bits[:, 0], bits[:, 1]
-    # Independent flips: P(second | first) = m; a flipped qubit would give ~1.
+    # Independent flips: P(second | first) = P(1|0); a flipped qubit would give ~1.
     assert abs(first.mean() - m) < 0.02
     assert abs(second[first].mean() - m) < 0.05
 
@@ -432,19 +434,20 @@ def test_aer_applies_thermal_relaxation_on_delays(fez):
 def test_product_path_t1_decays_to_zero_and_readout_matches_target(fez):
     qubits = [30, 12]  # T1 ~177 us and ~84 us; readout errors ~0.4% and ~2.4%
     t1 = [fez.target.qubit_properties[q].t1 for q in qubits]
-    m = [fez.target["measure"][(q,)].error for q in qubits]
+    pairs = [readout_pairs(fez)[q] for q in qubits]  # (P(1|0), P(0|1)): asymmetric, as reported
     isa = _decay_circuit(fez, qubits, [[0.0, 0.0], t1, [3 * t for t in t1]])
     shots = 20000
     start = time.perf_counter()
     regs = sample_isa(isa, fez, shots=shots, seed=11)
     print(f"\n2-qubit decay circuit, {shots} shots, product path: {time.perf_counter() - start:.2f} s")
     for i in range(2):
-        # Readout: P(1|0) = P(0|1) = the target's measure error (plus a tiny X gate error on |1>).
-        assert z_score(regs["ro0"][:, i].mean(), m[i], shots) < 5, (i, regs["ro0"][:, i].mean(), m[i])
-        assert z_score(1 - regs["ro1"][:, i].mean(), m[i], shots) < 5, (i, regs["ro1"][:, i].mean(), m[i])
-        assert z_score(regs["d0"][:, i].mean(), 1 - m[i], shots) < 5
+        # Readout: P(1|0) and P(0|1) as the device reports them (plus a tiny X gate error on |1>).
+        p10, p01 = pairs[i]
+        assert z_score(regs["ro0"][:, i].mean(), p10, shots) < 5, (i, regs["ro0"][:, i].mean(), p10)
+        assert z_score(1 - regs["ro1"][:, i].mean(), p01, shots) < 5, (i, regs["ro1"][:, i].mean(), p01)
+        assert z_score(regs["d0"][:, i].mean(), 1 - p01, shots) < 5
         for k, n_t1 in ((1, 1), (2, 3)):
-            expected = m[i] + (1 - 2 * m[i]) * math.exp(-n_t1)
+            expected = p10 + (1 - p10 - p01) * math.exp(-n_t1)
             got = regs[f"d{k}"][:, i].mean()
             assert z_score(got, expected, shots) < 5, (i, k, got, expected)
         # Amplitude damping ends in |0>; stim's Pauli twirl of it would end at 1/2.
@@ -454,13 +457,13 @@ def test_product_path_t1_decays_to_zero_and_readout_matches_target(fez):
 def test_product_path_scales_the_target(fez):
     q = 12
     t1 = fez.target.qubit_properties[q].t1
-    m = fez.target["measure"][(q,)].error
+    p10, p01 = (2 * e for e in readout_pairs(fez)[q])
     isa = _decay_circuit(fez, [q], [[t1]])
     shots = 20000
     regs = sample_isa(isa, fez, shots=shots, seed=5, noise_scale=2.0)
-    assert z_score(regs["ro0"][:, 0].mean(), 2 * m, shots) < 5
+    assert z_score(regs["ro0"][:, 0].mean(), p10, shots) < 5
     # T1 / 2: the decay over the reported T1 is exp(-2).
-    expected = 2 * m + (1 - 4 * m) * math.exp(-2)
+    expected = p10 + (1 - p10 - p01) * math.exp(-2)
     assert z_score(regs["d0"][:, 0].mean(), expected, shots) < 5, (regs["d0"][:, 0].mean(), expected)
 
 

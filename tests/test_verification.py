@@ -72,7 +72,7 @@ def test_local_path_agrees_with_direct_stim_sampling(state):
     isa = transpile_isa(qc, backend, seed=7)
     dems = {
         "uniform DEM": uniform_dem(text, p),
-        "calibration DEM": calibration_dem(isa, json.loads(json.dumps(calibration_snapshot(backend)))),
+        "calibration DEM": calibration_dem(isa, json.loads(json.dumps(calibration_snapshot(backend))), idle_noise=False),
     }
 
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def test_local_path_agrees_with_direct_stim_sampling(state):
     t_local = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    reference = isa_detector_circuit(isa, backend)
+    reference = isa_detector_circuit(isa, backend, idle_noise=False)  # as sample_isa by default
     direct = {name: sample_and_decode(reference, dem, shots, seed=202) for name, dem in dems.items()}
     t_direct = time.perf_counter() - t0
 

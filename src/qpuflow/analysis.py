@@ -1,11 +1,19 @@
 """From collected results to logical error rates with confidence intervals, tables and plots.
 
 For every completed run the measurement record is rebuilt from the registers, detection
-events and observable flips come from the measurement map, and PyMatching decodes with a
-detector error model: uniform circuit-level noise on the logical circuit by default, or the
-noise of the calibration snapshot saved with the job (``analysis.decoder_noise:
-calibration``). Rates are reported raw (no decoding) and decoded, each with a Wilson 95%
-interval, per run and pooled per experiment and logical state.
+events and observable flips come from the measurement map, and PyMatching decodes twice:
+
+* the primary decoder (``decoded_*``): a detector error model of the ISA circuit as it ran
+  (routing or native layout included) with the noise of the calibration snapshot saved
+  with the job, idle noise included, and PyMatching's correlated matching
+  (``analysis.decoder_noise: calibration``, ``analysis.correlated_matching: true``);
+* beside it (``decoded_uniform_*``): uniform circuit-level noise ``analysis.uniform_p`` on
+  the logical circuit and plain matching, the decoder that knows nothing of the device.
+
+Each distinct DEM is built once and all shots of the runs that share it are decoded in one
+batch. Rates are reported raw (no decoding) and decoded, each with a Wilson 95% interval,
+per run and pooled per experiment and logical state; per-round rates come from
+:mod:`qpuflow.rounds`.
 """
 
 from __future__ import annotations
@@ -28,10 +36,11 @@ TABLES = ("runs", "summary", "detection_rounds", "provenance", "sessions", "sess
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisSettings:
-    decoder_noise: str = "uniform"
+    decoder_noise: str = "calibration"
     uniform_p: float = 1e-3
     bootstrap_samples: int = 10000
     seed: int = 12345
+    correlated_matching: bool = True
 
     def __post_init__(self) -> None:
         if self.decoder_noise not in ("uniform", "calibration"):
@@ -42,8 +51,16 @@ class AnalysisSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "AnalysisSettings":
         section = config.get("analysis", {})
-        return cls(decoder_noise=section.get("decoder_noise", "uniform"), uniform_p=float(section.get("uniform_p", 1e-3)),
-                   bootstrap_samples=int(section.get("bootstrap_samples", 10000)), seed=int(section.get("seed", 12345)))
+        return cls(decoder_noise=section.get("decoder_noise", "calibration"),
+                   uniform_p=float(section.get("uniform_p", 1e-3)),
+                   bootstrap_samples=int(section.get("bootstrap_samples", 10000)), seed=int(section.get("seed", 12345)),
+                   correlated_matching=bool(section.get("correlated_matching", True)))
+
+    @property
+    def decoder_name(self) -> str:
+        """How runs.csv names the primary decoder."""
+        matching = "correlated" if self.correlated_matching and self.decoder_noise == "calibration" else "plain"
+        return f"pymatching-{matching}/{self.decoder_noise}"
 
 
 def _rate_columns(prefix: str, errors: int, shots: int) -> dict[str, Any]:
@@ -52,31 +69,55 @@ def _rate_columns(prefix: str, errors: int, shots: int) -> dict[str, Any]:
             f"{prefix}_ci_low": low, f"{prefix}_ci_high": high}
 
 
+@dataclasses.dataclass
+class _Job:
+    """One completed run waiting to be decoded."""
+
+    key: str
+    marker: Marker
+    registers: dict[str, np.ndarray]
+    circuit: str  # the ISA file's hash: runs that share it share their DEMs
+
+
 class _Decoder:
-    """Builds each detector error model once per circuit and decodes results with it."""
+    """Builds each DEM and matching graph once and decodes all runs that share it in one batch."""
 
     def __init__(self, settings: AnalysisSettings) -> None:
         self.settings = settings
-        self._dems: dict[str, Any] = {}
+        self._isa: dict[str, Any] = {}
 
-    def decode(self, marker: Marker, result: Result):
-        from qpuflow.circuits import MeasurementMap
-        from qpuflow.decode import calibration_dem, decode_registers, uniform_dem
+    def _circuit(self, marker: Marker) -> Any:
         from qpuflow.qpyio import load_circuit
 
-        isa = load_circuit(marker.isa_path)
-        stim_text = isa.metadata["stim_circuit"]
-        mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
-        if self.settings.decoder_noise == "uniform":
-            key = f"uniform:{self.settings.uniform_p}:{stim_text}"
-            if key not in self._dems:
-                self._dems[key] = uniform_dem(stim_text, self.settings.uniform_p)
-        else:
-            key = f"calibration:{marker.isa_sha256}:{marker.calibration_snapshot}"
-            if key not in self._dems:
-                snapshot = json.loads(Path(marker.calibration_snapshot).read_text())
-                self._dems[key] = calibration_dem(isa, snapshot)
-        return decode_registers(result.bit_arrays(), mmap, self._dems[key], stim_circuit_text=stim_text)
+        if marker.isa_sha256 not in self._isa:
+            self._isa[marker.isa_sha256] = load_circuit(marker.isa_path)
+        return self._isa[marker.isa_sha256]
+
+    def decode_all(self, jobs: list[_Job]) -> dict[str, tuple[Any, Any]]:
+        """run key -> (primary DecodedRun, uniform DecodedRun)."""
+        from qpuflow.circuits import MeasurementMap
+        from qpuflow.decode import calibration_dem, decode_batch, uniform_dem
+
+        groups: dict[tuple[str, str], list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault((job.circuit, job.marker.calibration_snapshot), []).append(job)
+        out: dict[str, tuple[Any, Any]] = {}
+        for (_, snapshot_path), members in groups.items():
+            isa = self._circuit(members[0].marker)
+            text = isa.metadata["stim_circuit"]
+            mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
+            registers = [job.registers for job in members]
+            uniform = decode_batch(registers, mmap, uniform_dem(text, self.settings.uniform_p), stim_circuit_text=text)
+            if self.settings.decoder_noise == "calibration":
+                snapshot = json.loads(Path(snapshot_path).read_text())
+                correlated = self.settings.correlated_matching
+                dem = calibration_dem(isa, snapshot, correlated=correlated)
+                primary = decode_batch(registers, mmap, dem, stim_circuit_text=text, correlated=correlated)
+            else:
+                primary = uniform
+            for job, first, second in zip(members, primary, uniform):
+                out[job.key] = (first, second)
+        return out
 
 
 def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -85,57 +126,26 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
     A corrupt marker or result is left out and described in ``problems`` (raised if None).
     """
     decoder = _Decoder(settings)
-    runs, rounds, provenance = [], [], []
+    rows: dict[str, dict[str, Any]] = {}
+    provenance, jobs = [], []
     for key, marker in sorted(read_markers(paths, problems=problems).items()):
         result_path = paths.result(key)
         result = read_or_report(Result.read, result_path, problems) if result_path.exists() else None
-        spec = marker.spec
-        base = {
-            "experiment": spec["experiment"], "run": spec["run"], "run_key": key, "kind": spec["kind"],
-            "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
-            "session": spec.get("session"), "arm": spec.get("arm"), "attempt": spec.get("attempt", 0),
-            "backend": marker.backend, "job_id": marker.job_id,
-            # usage_seconds is the job's: shared by the job_runs runs packed into it as PUBs.
-            "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
-            "chain": " ".join(map(str, marker.selection["chain"])) if marker.selection else None,
-            "arm_position": marker.selection["position"] if marker.selection else None,
-        }
-        provenance.append({
-            "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",
-            "backend": marker.backend, "physical_qubits": " ".join(map(str, marker.physical_layout)),
-            "submission_time": marker.submission_time,
-            "completion_time": result.completion_time if result else None,
-            "usage_seconds": result.usage_seconds if result else None,
-            "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
-            "account": marker.account, "git_commit": marker.git_commit, "git_dirty": marker.git_dirty,
-            "circuit_hash": marker.circuit_hash, "transpiler_seed": marker.transpiler_seed,
-            "calibration_snapshot": marker.calibration_snapshot,
-            "qiskit": marker.package_versions.get("qiskit"), "stim": marker.package_versions.get("stim"),
-        })
-        if spec["kind"] == "probe":
+        provenance.append(_provenance_row(key, marker, result))
+        if marker.spec["kind"] == "probe":
             continue  # probes choose qubits (see results/selection/); they have no logical error rate
+        rows[key] = _base_row(key, marker)
         if result is None or result.status != "completed":
-            runs.append({**base, "status": result.status if result else "pending", "shots": 0,
-                         "error": result.error if result else None})
+            rows[key].update(status=result.status if result else "pending", shots=0,
+                             error=result.error if result else None)
             continue
-        decoded = decoder.decode(marker, result)
-        detectors = sum(decoded.detectors_per_round)
-        events = sum(decoded.detection_events_per_round)
-        runs.append({
-            **base, "status": "completed", "shots": decoded.shots,
-            **_rate_columns("raw", decoded.raw_errors, decoded.shots),
-            **_rate_columns("decoded", decoded.decoded_errors, decoded.shots),
-            "detection_fraction": events / (detectors * decoded.shots) if detectors and decoded.shots else float("nan"),
-            "decoder": f"pymatching/{settings.decoder_noise}", "usage_seconds": result.usage_seconds, "error": None,
-        })
-        for index, (n_events, n_detectors) in enumerate(zip(decoded.detection_events_per_round,
-                                                            decoded.detectors_per_round)):
-            trials = n_detectors * decoded.shots
-            low, high = wilson_interval(n_events, trials)
-            rounds.append({**{k: base[k] for k in ("experiment", "run_key", "kind", "logical_state")},
-                           "round": index, "detectors": n_detectors, "shots": decoded.shots, "events": n_events,
-                           "fraction": n_events / trials if trials else float("nan"), "ci_low": low, "ci_high": high})
-    runs_df = pd.DataFrame(runs)
+        rows[key].update(usage_seconds=result.usage_seconds)
+        jobs.append(_Job(key=key, marker=marker, registers=result.bit_arrays(), circuit=marker.isa_sha256))
+    rounds = []
+    for key, (decoded, uniform) in decoder.decode_all(jobs).items():
+        rows[key].update(_decoded_columns(decoded, uniform, settings))
+        rounds.extend(_round_rows(rows[key], decoded))
+    runs_df = pd.DataFrame(list(rows.values()))
     sessions, session_stats = session_tables(runs_df, settings)
     return {
         "runs": runs_df,
@@ -145,6 +155,61 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
         "sessions": sessions,
         "session_stats": session_stats,
     }
+
+
+def _base_row(key: str, marker: Marker) -> dict[str, Any]:
+    spec = marker.spec
+    return {
+        "experiment": spec["experiment"], "run": spec["run"], "run_key": key, "kind": spec["kind"],
+        "logical_state": marker.logical_state, "distance": spec["distance"], "rounds": spec["rounds"],
+        "circuit_distance": marker.circuit_distance, "layout": spec.get("layout") or "routed",
+        "session": spec.get("session"), "arm": spec.get("arm"), "attempt": spec.get("attempt", 0),
+        "backend": marker.backend, "job_id": marker.job_id,
+        # usage_seconds is the job's: shared by the job_runs runs packed into it as PUBs.
+        "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
+        "chain": " ".join(map(str, marker.selection["chain"])) if marker.selection else None,
+        "arm_position": marker.selection["position"] if marker.selection else None,
+    }
+
+
+def _provenance_row(key: str, marker: Marker, result: Result | None) -> dict[str, Any]:
+    return {
+        "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",
+        "backend": marker.backend, "physical_qubits": " ".join(map(str, marker.physical_layout)),
+        "submission_time": marker.submission_time,
+        "completion_time": result.completion_time if result else None,
+        "usage_seconds": result.usage_seconds if result else None,
+        "pub_index": marker.pub_index, "job_runs": len(marker.batch["runs"]) if marker.batch else 1,
+        "account": marker.account, "git_commit": marker.git_commit, "git_dirty": marker.git_dirty,
+        "circuit_hash": marker.circuit_hash, "transpiler_seed": marker.transpiler_seed,
+        "calibration_snapshot": marker.calibration_snapshot,
+        "qiskit": marker.package_versions.get("qiskit"), "stim": marker.package_versions.get("stim"),
+    }
+
+
+def _decoded_columns(decoded: Any, uniform: Any, settings: AnalysisSettings) -> dict[str, Any]:
+    detectors = sum(decoded.detectors_per_round)
+    events = sum(decoded.detection_events_per_round)
+    return {
+        "status": "completed", "shots": decoded.shots,
+        **_rate_columns("raw", decoded.raw_errors, decoded.shots),
+        **_rate_columns("decoded", decoded.decoded_errors, decoded.shots),
+        **_rate_columns("decoded_uniform", uniform.decoded_errors, uniform.shots),
+        "detection_fraction": events / (detectors * decoded.shots) if detectors and decoded.shots else float("nan"),
+        "decoder": settings.decoder_name, "error": None,
+    }
+
+
+def _round_rows(base: dict[str, Any], decoded: Any) -> list[dict[str, Any]]:
+    out = []
+    for index, (n_events, n_detectors) in enumerate(zip(decoded.detection_events_per_round,
+                                                        decoded.detectors_per_round)):
+        trials = n_detectors * decoded.shots
+        low, high = wilson_interval(n_events, trials)
+        out.append({**{k: base[k] for k in ("experiment", "run_key", "kind", "logical_state")},
+                    "round": index, "detectors": n_detectors, "shots": decoded.shots, "events": n_events,
+                    "fraction": n_events / trials if trials else float("nan"), "ci_low": low, "ci_high": high})
+    return out
 
 
 def session_tables(runs: pd.DataFrame, settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame]:

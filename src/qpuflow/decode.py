@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pymatching
 import stim
-from qiskit.circuit import Measure, QuantumCircuit
+from qiskit.circuit import Delay, Measure, Parameter, QuantumCircuit, Reset
 from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.providers import QubitProperties
 from qiskit.transpiler import InstructionProperties, Target
@@ -259,12 +259,19 @@ def target_from_snapshot(snapshot: Mapping[str, Any]) -> Target:
         ],
     )
     gates = get_standard_gate_name_mapping()
-    target.add_instruction(gates["sx"], {(q,): _props(r.get("sx_error")) for q, r in enumerate(rows)})
-    target.add_instruction(gates["x"], {(q,): _props(r.get("x_error")) for q, r in enumerate(rows)})
-    target.add_instruction(gates["id"], {(q,): _props(r.get("sx_error")) for q, r in enumerate(rows)})
+    target.add_instruction(gates["sx"], {(q,): _props(r.get("sx_error"), r.get("sx_duration"))
+                                         for q, r in enumerate(rows)})
+    target.add_instruction(gates["x"], {(q,): _props(r.get("x_error"), r.get("x_duration")) for q, r in enumerate(rows)})
+    target.add_instruction(gates["id"], {(q,): _props(r.get("sx_error"), r.get("sx_duration"))
+                                         for q, r in enumerate(rows)})
     target.add_instruction(
         Measure(), {(q,): _props(r.get("readout_error"), r.get("readout_duration")) for q, r in enumerate(rows)}
     )
+    # Virtual rz, reset and delays: what scheduling the circuit's idle time needs (snapshots
+    # written before durations were recorded leave them None: then no idle noise is added).
+    target.add_instruction(gates["rz"], {(q,): _props(0.0, 0.0) for q in range(n)})
+    target.add_instruction(Reset(), {(q,): _props(None, r.get("reset_duration")) for q, r in enumerate(rows)})
+    target.add_instruction(Delay(Parameter("t")), {(q,): None for q in range(n)})
     per_gate: dict[str, dict[tuple[int, ...], InstructionProperties]] = {}
     for row in two_qubit:
         name = str(row["gate"])
@@ -304,7 +311,7 @@ def _logical_detector_coords(isa: QuantumCircuit, num_detectors: int) -> dict[in
 
 
 def isa_detector_circuit(
-    isa: QuantumCircuit, calibration: Any, *, noise_scale: float = 1.0
+    isa: QuantumCircuit, calibration: Any, *, noise_scale: float = 1.0, idle_noise: bool = True
 ) -> stim.Circuit:
     """The noisy stim program the local simulator runs for ``isa``, with detectors attached.
 
@@ -319,6 +326,9 @@ def isa_detector_circuit(
         calibration: a calibration snapshot (the JSON dict of
             :func:`qpuflow.transpile.calibration_snapshot`) or a backend with a ``target``.
         noise_scale: multiplies every error probability, as in :func:`qpuflow.simulate.sample_isa`.
+        idle_noise: T1/T2 noise on idle time, as the local simulator (and the device) has it.
+            Needs the instruction durations (snapshots taken before they were recorded fall
+            back to no idle noise).
 
     Returns:
         The circuit; sampling it with ``compile_detector_sampler`` gives detection events and
@@ -340,7 +350,8 @@ def isa_detector_circuit(
         backend = _SnapshotBackend(calibration.get("backend"), target_from_snapshot(calibration))
     else:
         backend = calibration
-    tr = stim_translation(isa, backend, noise_scale=noise_scale)
+    idle = idle_noise and _has_durations(backend.target)
+    tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle)
     missing = [k for k, rb in enumerate(mmap.record) if tuple(rb) not in tr.clbit_records]
     if missing:
         raise ValueError(
@@ -360,8 +371,18 @@ def isa_detector_circuit(
     return stim.Circuit("\n".join(lines))
 
 
+def _has_durations(target: Target) -> bool:
+    for name in ("sx", "measure"):
+        if name not in target.operation_names:
+            return False
+        if any(props is None or props.duration is None for props in target[name].values()):
+            return False
+    return True
+
+
 def calibration_dem(
-    isa: QuantumCircuit, snapshot: Mapping[str, Any], *, noise_scale: float = 1.0
+    isa: QuantumCircuit, snapshot: Mapping[str, Any], *, noise_scale: float = 1.0, idle_noise: bool = True,
+    correlated: bool = True,
 ) -> stim.DetectorErrorModel:
     """Detector error model of the ISA circuit with the noise of a saved calibration snapshot.
 
@@ -372,6 +393,11 @@ def calibration_dem(
             against, which a backend object refreshes).
         noise_scale: multiplies every error probability; use the one the data was sampled
             with. Must be > 0 (a DEM without errors cannot weight a matching).
+        idle_noise: include T1/T2 noise on idle time (see :func:`isa_detector_circuit`).
+        correlated: the DEM for PyMatching's correlated matching: errors keep their
+            decomposition into graphlike parts (``^``), which correlated matching uses to
+            re-weight edges; parts that fire no detector are folded into a neighbour. False:
+            one edge per detector set (:func:`resolve_parallel_edges`), for plain matching.
 
     Returns:
         The DEM, detectors and observables in the measurement map's order.
@@ -386,13 +412,50 @@ def calibration_dem(
         )
     if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale > 0):
         raise ValueError(f"noise_scale must be a finite number > 0, got {noise_scale!r}")
-    circuit = isa_detector_circuit(isa, snapshot, noise_scale=noise_scale)
+    circuit = isa_detector_circuit(isa, snapshot, noise_scale=noise_scale, idle_noise=idle_noise)
     # Routing SWAPs (three cz each) and the cz-based CX make some two-qubit errors flip
     # three or more detectors in a way that is not a sum of graphlike errors. Those
     # hyperedges are kept undecomposed instead of failing; PyMatching leaves them out of
     # its graph, which costs a little accuracy on routed circuits and nothing elsewhere.
-    dem = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True)
-    return resolve_parallel_edges(dem)
+    dem = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True,
+                                       approximate_disjoint_errors=True)  # idle PAULI_CHANNEL_1
+    return fold_undetectable_parts(dem) if correlated else resolve_parallel_edges(dem)
+
+
+def fold_undetectable_parts(dem: stim.DetectorErrorModel) -> stim.DetectorErrorModel:
+    """The DEM with every part of a decomposed error that fires no detector folded into the
+    error's first detectable part (its observable flips go with it); errors with no
+    detectable part at all (undetectable logical faults: the circuit's distance is lower
+    than the code's there) are dropped, as no decoder can see them. PyMatching's correlated
+    matching refuses such parts; a routed circuit's DEM has them, a native one's does not.
+    """
+    out = stim.DetectorErrorModel()
+    for inst in dem.flattened():
+        if inst.type != "error":
+            out.append(inst)
+            continue
+        parts: list[list[stim.DemTarget]] = [[]]
+        for target in inst.targets_copy():
+            if target.is_separator():
+                parts.append([])
+            else:
+                parts[-1].append(target)
+        detectable = [p for p in parts if any(t.is_relative_detector_id() for t in p)]
+        if not detectable:
+            continue
+        stray = [t for p in parts if p not in detectable for t in p if t.is_logical_observable_id()]
+        if stray:
+            first = detectable[0]
+            flips = {t.val for t in first if t.is_logical_observable_id()} ^ {t.val for t in stray}
+            detectable[0] = [t for t in first if t.is_relative_detector_id()] + [
+                stim.target_logical_observable_id(k) for k in sorted(flips)]
+        targets: list[stim.DemTarget] = []
+        for k, part in enumerate(detectable):
+            if k:
+                targets.append(stim.target_separator())
+            targets.extend(part)
+        out.append("error", inst.args_copy(), targets)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -564,20 +627,43 @@ def decode_registers(
     dem: stim.DetectorErrorModel,
     *,
     stim_circuit_text: str,
+    correlated: bool = False,
 ) -> DecodedRun:
-    """Decode one job's registers with PyMatching.
+    """Decode one job's registers with PyMatching (see :func:`decode_batch`)."""
+    return decode_batch([registers], mmap, dem, stim_circuit_text=stim_circuit_text, correlated=correlated)[0]
+
+
+def build_matching(dem: stim.DetectorErrorModel, *, correlated: bool) -> pymatching.Matching:
+    """PyMatching's decoder for ``dem``; ``correlated`` turns on its correlated matching (it
+    re-weights edges from the DEM's decomposed hyperedges, see :func:`calibration_dem`)."""
+    if correlated:
+        return pymatching.Matching.from_detector_error_model(dem, enable_correlations=True)
+    return pymatching.Matching.from_detector_error_model(dem)
+
+
+def decode_batch(
+    registers_list: Sequence[Mapping[str, np.ndarray]],
+    mmap: MeasurementMap,
+    dem: stim.DetectorErrorModel,
+    *,
+    stim_circuit_text: str,
+    correlated: bool = False,
+    matching: pymatching.Matching | None = None,
+) -> list[DecodedRun]:
+    """Decode several jobs of one circuit at once: one matching graph, one ``decode_batch``.
 
     Detection events and observable flips (measured XOR ideal) come from the registers
-    through the measurement map; PyMatching, built from ``dem``, predicts the observable
-    flip of each shot; a shot is a decoded error when measured flip XOR prediction is
-    non-zero on any observable.
+    through the measurement map; PyMatching, built from ``dem`` (or ``matching``, built
+    already), predicts the observable flip of each shot; a shot is a decoded error when
+    measured flip XOR prediction is non-zero on any observable.
 
     Args:
-        registers: register name -> bool array ``(shots, num_bits)``, column ``i`` = clbit ``i``.
-        mmap: the circuit's measurement map.
+        registers_list: per job, register name -> bool array ``(shots, num_bits)``.
+        mmap: the circuit's measurement map (the same circuit for every job).
         dem: a DEM with the measurement map's detectors and observables, e.g. from
             :func:`uniform_dem` or :func:`calibration_dem`.
         stim_circuit_text: the logical stim circuit, for the round of each detector.
+        correlated: decode with PyMatching's correlated matching.
 
     Raises:
         ValueError: the DEM or the circuit does not fit the measurement map, or the
@@ -595,30 +681,42 @@ def decode_registers(
             f"the stim circuit has {len(rounds)} detectors but the measurement map has "
             f"{mmap.num_detectors}; pass the circuit's own metadata['stim_circuit']"
         )
-    events = detection_events(registers, mmap)
-    flips = observable_flips(registers, mmap)
-    shots = events.shape[0]
-    matching = pymatching.Matching.from_detector_error_model(dem)
+    events = [detection_events(r, mmap) for r in registers_list]
+    flips = [observable_flips(r, mmap) for r in registers_list]
+    if not events:
+        return []
+    matching = matching or build_matching(dem, correlated=correlated)
+    stacked = np.concatenate(events).astype(np.uint8)
     try:
-        predicted = np.asarray(matching.decode_batch(events.astype(np.uint8)), dtype=bool)
+        if correlated:
+            predicted = matching.decode_batch(stacked, enable_correlations=True)
+        else:
+            predicted = matching.decode_batch(stacked)
     except ValueError as exc:
         raise ValueError(
             f"PyMatching found no correction for some shots ({exc}); the detector error model "
             "has no errors that explain their detection events. Decode with a DEM of a noisy "
             "model of this circuit (uniform_dem with p > 0, or calibration_dem of a noisy snapshot)"
         ) from None
+    predicted = np.asarray(predicted, dtype=bool)
     if predicted.ndim == 1:
-        predicted = predicted.reshape(shots, -1)
+        predicted = predicted.reshape(len(stacked), -1)
     predicted = predicted[:, : mmap.num_observables]
     if predicted.shape[1] < mmap.num_observables:  # observables no error can flip
         predicted = np.pad(predicted, ((0, 0), (0, mmap.num_observables - predicted.shape[1])))
     n_rounds = int(rounds.max()) + 1 if len(rounds) else 0
-    per_round_events = np.bincount(rounds, weights=events.sum(axis=0), minlength=n_rounds)
-    per_round_detectors = np.bincount(rounds, minlength=n_rounds)
-    return DecodedRun(
-        shots=int(shots),
-        raw_errors=int(flips.any(axis=1).sum()),
-        decoded_errors=int((flips ^ predicted).any(axis=1).sum()),
-        detection_events_per_round=tuple(int(round(v)) for v in per_round_events),
-        detectors_per_round=tuple(int(v) for v in per_round_detectors),
-    )
+    per_round_detectors = tuple(int(v) for v in np.bincount(rounds, minlength=n_rounds))
+    out, start = [], 0
+    for ev, fl in zip(events, flips):
+        shots = ev.shape[0]
+        pred = predicted[start:start + shots]
+        start += shots
+        per_round_events = np.bincount(rounds, weights=ev.sum(axis=0), minlength=n_rounds)
+        out.append(DecodedRun(
+            shots=int(shots),
+            raw_errors=int(fl.any(axis=1).sum()),
+            decoded_errors=int((fl ^ pred).any(axis=1).sum()),
+            detection_events_per_round=tuple(int(round(v)) for v in per_round_events),
+            detectors_per_round=per_round_detectors,
+        ))
+    return out

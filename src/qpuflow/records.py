@@ -145,6 +145,9 @@ class Marker:
     pub_index: int = 0
     batch: dict[str, Any] | None = None
     schema_version: int = MARKER_SCHEMA_VERSION
+    # The transpiled circuit's circuit-level distance under the noise model (None: not a
+    # memory experiment, or submitted before distances were checked).
+    circuit_distance: int | None = None
 
     def __post_init__(self) -> None:
         if not self.job_id:

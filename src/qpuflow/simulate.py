@@ -59,6 +59,7 @@ from qpuflow.transpile import (
     TargetBackend,
     active_qubits,
     check_clifford_isa,
+    readout_pairs,
 )
 
 __all__ = [
@@ -94,12 +95,14 @@ class StimTranslation:
         clbit_records: ``(register name, bit)`` -> index in the stim measurement record of
             the last measurement written into that clbit.
         num_measurements: length of the stim measurement record.
+        measured_qubits: physical qubit of each entry of the measurement record.
     """
 
     text: str
     physical_qubits: tuple[int, ...]
     clbit_records: Mapping[tuple[str, int], int]
     num_measurements: int
+    measured_qubits: tuple[int, ...] = ()
 
     def circuit(self) -> stim.Circuit:
         """Parse the program (one ``stim.Circuit(text)`` call: 80x faster than appending)."""
@@ -239,6 +242,7 @@ def stim_translation(
     *,
     noise_scale: float = 1.0,
     idle_noise: bool = False,
+    readout_flips: bool = True,
 ) -> StimTranslation:
     """Write a Clifford ISA circuit as a stim program with calibration-derived noise.
 
@@ -257,6 +261,9 @@ def stim_translation(
             ``noise_scale == 0``.
         noise_scale: multiplies every error probability; 0 gives the noiseless circuit.
         idle_noise: add T1/T2 noise on delays.
+        readout_flips: write readout error as ``M(p)`` with the Target's (mean) error; False
+            writes plain ``M`` (the caller applies asymmetric flips to the samples, see
+            :func:`apply_readout`).
 
     Returns:
         The translation.
@@ -336,7 +343,7 @@ def stim_translation(
             if p > 0:
                 line = f"{line}\nDEPOLARIZE2({p!r}) {qs}"
         elif name == "measure":
-            p = _clip(noise_scale * errors.error(name, phys), 1.0)
+            p = _clip(noise_scale * errors.error(name, phys), 1.0) if readout_flips else 0.0
             line = f"M({p!r}) {qs}" if p > 0 else f"M {qs}"
         else:  # reset
             line = f"R {qs}"
@@ -359,7 +366,27 @@ def stim_translation(
         physical_qubits=tuple(used),
         clbit_records=clbit_records,
         num_measurements=len(measured),
+        measured_qubits=tuple(key[1][0] for key in keys if key[0] == "measure"),
     )
+
+
+def apply_readout(samples: np.ndarray, measured_qubits: tuple[int, ...], pairs, *, scale: float,
+                  seed: int | None) -> np.ndarray:
+    """Asymmetric readout error on sampled records: a true 0 reads 1 with P(1|0), a true 1
+    reads 0 with P(0|1), per qubit (``pairs[q] = (P(1|0), P(0|1))``, times ``scale``).
+
+    Readout error corrupts the recorded bit, not the qubit, so flipping the recorded bits of
+    a noiseless-readout sample is exactly the device's channel; stim's ``M(p)`` can only flip
+    both ways with the same probability.
+    """
+    if not measured_qubits:
+        return samples
+    p10 = np.array([min(0.5, pairs[q][0] * scale) for q in measured_qubits])
+    p01 = np.array([min(0.5, pairs[q][1] * scale) for q in measured_qubits])
+    rng = np.random.default_rng(None if seed is None else [int(seed) % 2**63, 7919])
+    draws = rng.random(samples.shape)
+    flip = np.where(samples, draws < p01, draws < p10)
+    return samples ^ flip
 
 
 def _registers_from_samples(
@@ -555,14 +582,14 @@ def drifted_target(target: Target, *, sigma: float, seed: int, bucket: int) -> T
 
 
 @functools.lru_cache(maxsize=512)
-def _noise_model(backend, physical: tuple[int, ...], scale: float = 1.0):
+def _noise_model(backend, physical: tuple[int, ...], scale: float = 1.0, readout: bool = True):
     from qiskit_aer.noise import NoiseModel
 
     # NoiseModel.from_backend on all 156 FakeFez qubits takes ~7 s and makes every run slow;
     # restricted to the qubits the circuit touches it is immediate.
     factors = {p: scale for p in physical} if scale != 1.0 else None
     sub = TargetBackend(_sub_target(backend.target, physical, factors), f"{backend.name}-sub")
-    return NoiseModel.from_backend(sub)
+    return NoiseModel.from_backend(sub, readout_error=readout)
 
 
 def _compact_circuit(isa: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCircuit:
@@ -638,6 +665,7 @@ def _sample_product(
     from qiskit_aer.primitives import SamplerV2
 
     _need_backend(backend)
+    pairs = readout_pairs(backend)
     if idle_noise and not any(i.operation.name == "delay" for i in isa.data):
         isa = _schedule(isa, backend.target)
     qidx = {q: i for i, q in enumerate(isa.qubits)}
@@ -669,11 +697,14 @@ def _sample_product(
         # Density matrix: a 1-qubit state, no per-shot trajectories of the noise (~3x faster
         # than statevector here). Shot branching is off: it dropped readout errors when tried.
         options = {"backend_options": {
-            "noise_model": _noise_model(backend, (p,), float(noise_scale)),
+            "noise_model": _noise_model(backend, (p,), float(noise_scale), readout=pairs is None),
             "method": "density_matrix",
         }}
         result = SamplerV2(seed=_qubit_seed(seed, p), options=options).run([qc], shots=shots).result()
         samples[p] = np.asarray(result[0].data["m"].to_bool_array(order="little"), dtype=bool)
+        if pairs is not None:  # the qubit's asymmetric readout, on the recorded bits
+            seed_p = None if seed is None else _qubit_seed(seed, p)
+            samples[p] = apply_readout(samples[p], (p,) * meas_count[p], pairs, scale=noise_scale, seed=seed_p)
     out = {}
     for creg in isa.cregs:
         arr = np.zeros((shots, creg.size), dtype=bool)
@@ -755,6 +786,10 @@ def sample_isa(
         return _sample_product(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale, idle_noise=idle_noise)
     if method == "aer":
         return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
+    # The device's asymmetric readout (P(0|1) about 3x P(1|0) on Heron) instead of the Target's
+    # mean, when the backend reports it: sampled with noiseless readout, recorded bits flipped.
+    pairs = readout_pairs(backend) if backend is not None and noise_scale > 0 else None
+    flips = pairs is None
     if method == "auto":
         # stim_translation checks the circuit while it walks it (a separate
         # check_clifford_isa would cost as much as the translation); only idle noise without
@@ -762,7 +797,7 @@ def sample_isa(
         try:
             if idle_noise and backend is None:
                 check_clifford_isa(isa)
-            tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
+            tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise, readout_flips=flips)
         except NonCliffordError:
             try:
                 check_clifford_isa(isa)
@@ -770,8 +805,10 @@ def sample_isa(
                 return _sample_aer(isa, backend, shots=shots, seed=seed, noise_scale=noise_scale)
             raise  # a Clifford ISA instruction stim_translation cannot write
     else:
-        tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise)
+        tr = stim_translation(isa, backend, noise_scale=noise_scale, idle_noise=idle_noise, readout_flips=flips)
     samples = _compile_and_sample(tr.circuit(), seed=seed, shots=shots)
+    if pairs is not None:
+        samples = apply_readout(samples, tr.measured_qubits, pairs, scale=noise_scale, seed=seed)
     return _registers_from_samples(isa, samples, tr.clbit_records)
 
 

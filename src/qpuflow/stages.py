@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qpuflow.distance import circuit_distance, require_distance
 from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
@@ -79,13 +80,15 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
                          f"{physical_layout(isa)}; refusing to submit a run on qubits nobody chose")
     delays = check_isa_delays(circuit, isa, backend.target.dt, run=spec.key)
     require_preflight(isa, spec.key, stage="transpiled")
+    fingerprint = circuit_fingerprint(isa)
+    distance = None if spec.is_probe else _distance(isa, backend, (fingerprint, str(snapshot_path)))
     dump_circuit(out_isa, isa)
     summary = isa_summary(isa)
     info = {
         "run_key": spec.key,
         "run_id": spec.run_id(),
         "backend": spec.backend,
-        "circuit_hash": circuit_fingerprint(isa),
+        "circuit_hash": fingerprint,
         "isa_sha256": file_sha256(out_isa),
         "physical_layout": [int(q) for q in physical_layout(isa)],
         "chosen_chain": layout,
@@ -96,6 +99,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
         "gate_counts": summary["gate_counts"],
         "duration_seconds": summary["duration_seconds"],
         "delays_seconds": delays,
+        "circuit_distance": distance,
         "calibration_snapshot": str(snapshot_path),
         "transpiled_time": utc_now(),
         "selection": selection,
@@ -111,12 +115,40 @@ def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
     isa, info = paths.isa(spec), paths.isa_info(spec)
     if isa.exists() and info.exists():
         record = read_json(info, "transpile info")
-        if record.get("run_id") == spec.run_id():
+        if record.get("run_id") == spec.run_id() and "circuit_distance" in record:
+            require_circuit_distance(spec, record, config)
             return record
     circuit = paths.circuit(spec)
     if not circuit.exists() or _circuit_run_id(circuit) != spec.run_id():
         build_circuit(spec, circuit)
-    return transpile_run(spec, circuit, isa, info, config=config, paths=paths, selection_path=selection_path)
+    record = transpile_run(spec, circuit, isa, info, config=config, paths=paths, selection_path=selection_path)
+    require_circuit_distance(spec, record, config)
+    return record
+
+
+_DISTANCES: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _distance(isa: Any, backend: Any, key: tuple[str, str]) -> dict[str, Any]:
+    """The circuit's distance, computed once per process for each (circuit, calibration):
+    the repetitions of a run transpile to the same circuit."""
+    if key not in _DISTANCES:
+        _DISTANCES[key] = circuit_distance(isa, backend).to_json()
+    return _DISTANCES[key]
+
+
+def require_circuit_distance(spec: RunSpec, info: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse a run whose transpiled circuit lost distance (DESIGN.md invariant 6), unless its
+    experiment accepts it (``accept_distance_loss``)."""
+    measured = info.get("circuit_distance")
+    if spec.is_probe or not measured:
+        return
+    experiment = config["experiments"].get(spec.experiment, {})
+    cz = info.get("gate_counts", {}).get("cz")
+    cause = (f"laid out {'natively' if experiment.get('layout') == 'native' else 'by the transpiler, with SWAPs'}"
+             f" on {spec.backend}" + (f": {cz} CZ in {spec.rounds} round(s)" if cz else ""))
+    require_distance(spec.key, spec.distance, measured, accepted=bool(experiment.get("accept_distance_loss")),
+                     cause=cause)
 
 
 def _circuit_run_id(path: Path) -> str | None:

@@ -328,7 +328,7 @@ def _send(pack: Pack, preferred: str | None, ctx: _Context) -> list[Marker]:
     if len({(s.backend, s.provider) for s in specs}) != 1:
         raise ValueError(f"{pack.label}: runs on different backends or providers cannot share a job")
     for spec in specs:
-        _check_isa_before_spending(spec, ctx.files[spec.key][0], ctx.infos[spec.key])
+        _check_isa_before_spending(spec, ctx.files[spec.key][0], ctx.infos[spec.key], ctx.config)
     cost = _job_seconds(specs, ctx.infos)
     limit = int(ctx.config["provider"]["max_execution_time"])
     if cost > limit:
@@ -482,11 +482,11 @@ def _job_seconds(specs: Sequence[RunSpec], infos: Mapping[str, dict[str, Any]]) 
     return estimate_job_seconds([(spec.shots, infos[spec.key].get("duration_seconds")) for spec in specs])
 
 
-def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, Any]) -> None:
+def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
     """The file about to be sent is the one transpiled and it passes the noiseless preflight."""
     from qpuflow.provenance import file_sha256
     from qpuflow.qpyio import load_circuit
-    from qpuflow.stages import require_preflight
+    from qpuflow.stages import require_circuit_distance, require_preflight
 
     if file_sha256(isa_path) != info["isa_sha256"]:
         raise SubmissionConflict(
@@ -495,6 +495,7 @@ def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, An
             f"to transpile again."
         )
     require_preflight(load_circuit(isa_path), spec.key, stage="ISA")
+    require_circuit_distance(spec, info, config)
 
 
 def _cached(factory: Callable[[str], Provider]) -> Callable[[str], Provider]:
@@ -558,6 +559,7 @@ def _marker_fields(spec: RunSpec, *, account: str, ctx: _Context, estimated: flo
         selection=info.get("selection"),
         pub_index=pub_index,
         batch=batch,
+        circuit_distance=(info.get("circuit_distance") or {}).get("distance"),
     )
 
 

@@ -222,9 +222,11 @@ class TargetBackend(BackendV2):
     :func:`qpuflow.simulate.sample_isa`.
     """
 
-    def __init__(self, target: Target, name: str, *, description: str = ""):
+    def __init__(self, target: Target, name: str, *, description: str = "",
+                 readout_pairs: tuple[tuple[float, float], ...] | None = None):
         super().__init__(name=name, description=description or name, backend_version="1")
         self._target = target
+        self.readout_pairs = readout_pairs  # per qubit (P(1|0), P(0|1)), if the device has them
 
     @property
     def target(self) -> Target:
@@ -243,6 +245,42 @@ class TargetBackend(BackendV2):
             f"{self.name} is a synthetic backend of qpuflow's local simulator; sample its "
             "circuits with qpuflow.simulate.sample_isa (provider 'local'), not backend.run()"
         )
+
+
+def readout_pairs(backend) -> tuple[tuple[float, float], ...] | None:
+    """Per qubit ``(P(1|0), P(0|1))``: the asymmetric readout errors the device reports.
+
+    IBM's calibration carries both (``prob_meas1_prep0``, ``prob_meas0_prep1``; on FakeFez
+    the median P(0|1) is about 3x P(1|0)), while the Target holds only their mean. From a
+    fake backend's properties, from a :class:`TargetBackend`'s ``readout_pairs``, or None
+    when the device reports only the mean. Cached on the backend object.
+    """
+    cached = getattr(backend, "_qpuflow_readout_pairs", "unset")
+    if cached != "unset":
+        return cached
+    pairs = getattr(backend, "readout_pairs", None)
+    if pairs is None and hasattr(backend, "properties"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                props = backend.properties()
+        except Exception:  # a backend without properties reports only the Target's mean
+            props = None
+        if props is not None:
+            found = []
+            for q in range(backend.num_qubits):
+                values = props.qubit_property(q)
+                p10, p01 = values.get("prob_meas1_prep0", (None,))[0], values.get("prob_meas0_prep1", (None,))[0]
+                if p10 is None or p01 is None:
+                    found = None
+                    break
+                found.append((float(p10), float(p01)))
+            pairs = tuple(found) if found else None
+    try:
+        backend._qpuflow_readout_pairs = pairs
+    except AttributeError:  # pragma: no cover - a backend object that takes no attributes
+        pass
+    return pairs
 
 
 class UniformNoiseBackend(TargetBackend):
@@ -769,11 +807,13 @@ def calibration_snapshot(backend) -> dict[str, Any]:
     same snapshot; the caller records when it was taken.
     """
     target: Target = backend.target
+    pairs = readout_pairs(backend)
     qubits = []
     qprops = target.qubit_properties or [None] * target.num_qubits
     for q in range(target.num_qubits):
         qp = qprops[q] if q < len(qprops) else None
         ro_err, ro_dur = _props(target, "measure", (q,))
+        pair = pairs[q] if pairs is not None and q < len(pairs) else (None, None)
         qubits.append(
             {
                 "qubit": q,
@@ -781,9 +821,16 @@ def calibration_snapshot(backend) -> dict[str, Any]:
                 "t2": _finite(getattr(qp, "t2", None)),
                 "frequency": _finite(getattr(qp, "frequency", None)),
                 "readout_error": ro_err,
+                "prob_meas1_prep0": _finite(pair[0]),
+                "prob_meas0_prep1": _finite(pair[1]),
                 "readout_duration": ro_dur,
                 "sx_error": _props(target, "sx", (q,))[0],
                 "x_error": _props(target, "x", (q,))[0],
+                # Durations, so that a decoder can schedule the circuit's idle time as the
+                # simulator (and the device) does.
+                "sx_duration": _props(target, "sx", (q,))[1],
+                "x_duration": _props(target, "x", (q,))[1],
+                "reset_duration": _props(target, "reset", (q,))[1],
             }
         )
     two_qubit = []

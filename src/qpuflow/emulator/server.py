@@ -112,7 +112,7 @@ class EmulatorConfig:
     backends: dict[str, str] = dataclasses.field(
         default_factory=lambda: backend_map(DEFAULT_BACKENDS))
     noise_scale: float = 1.0
-    idle_noise: bool = False
+    idle_noise: bool = True  # as the local backend: a device idles with T1/T2
     seed: int | None = None
     enforce_max_execution_time: bool = True
     poll_seconds: float = 0.05
@@ -1380,7 +1380,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, store: Path, strict: boo
           submit_rate_per_minute: float | None = MODE_DEFAULT, rate_window_seconds: float = 60.0,
           billing_delay_seconds: float = MODE_DEFAULT, token_ttl_seconds: int = 3600,
           backends: Any = None, instances: list[dict[str, Any]] | None = None, noise_scale: float = 1.0,
-          idle_noise: bool = False, seed: int | None = None, enforce_max_execution_time: bool = True,
+          idle_noise: bool = True, seed: int | None = None, enforce_max_execution_time: bool = True,
           poll_seconds: float = 0.05, max_page_size: int = MAX_PAGE, ready_file: Path | None = None,
           exit_with_parent: bool = False, worker: bool = True) -> None:
     """Run the emulator in the foreground until SIGTERM/SIGINT (blocking).

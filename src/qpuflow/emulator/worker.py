@@ -247,7 +247,7 @@ class Worker:
                     warnings.simplefilter("ignore")
                     regs = sample_isa(circuit, backend, shots=unit.shots, seed=seed,
                                       noise_scale=float(self.settings.get("noise_scale", 1.0)),
-                                      idle_noise=bool(self.settings.get("idle_noise", False)))
+                                      idle_noise=bool(self.settings.get("idle_noise", True)))
             except Exception as exc:
                 raise JobError(INTERNAL, f"the circuit could not be executed: {type(exc).__name__}: {exc}") from None
             for name, _ in cregs:

@@ -49,7 +49,7 @@ class LocalSettings:
     queue_seconds: float = 0.0
     run_seconds: float = 0.0
     noise_scale: float = 1.0
-    idle_noise: bool = False
+    idle_noise: bool = True
     fail_tags: tuple[str, ...] = ()
     drift_sigma: float = 0.0
     drift_period_hours: float = 24.0
@@ -74,7 +74,7 @@ class LocalSettings:
             queue_seconds=float(local.get("queue_seconds", 0)),
             run_seconds=float(local.get("run_seconds", 0)),
             noise_scale=float(local.get("noise_scale", 1.0)),
-            idle_noise=bool(local.get("idle_noise", False)),
+            idle_noise=bool(local.get("idle_noise", True)),
             fail_tags=tuple(local.get("fail_tags", ())),
             drift_sigma=float(drift.get("sigma", 0.0)),
             drift_period_hours=float(drift.get("period_hours", 24.0)),
@@ -322,14 +322,18 @@ def job_backend(name: str, sigma: float = 0.0, seed: int = 0, bucket: int = 0):
     :mod:`qpuflow.simulate` caches per backend). Its ``target`` is the drifted calibration;
     the static one stays ``load_backend(name).target``.
     """
-    from qpuflow.simulate import drifted_target
-    from qpuflow.transpile import TargetBackend, load_backend
+    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.transpile import TargetBackend, load_backend, readout_pairs
 
     backend = load_backend(name)
     if sigma == 0:
         return backend
     target = drifted_target(backend.target, sigma=sigma, seed=seed, bucket=bucket)
-    return TargetBackend(target, backend.name,
+    pairs = readout_pairs(backend)
+    if pairs is not None:  # both readout errors drift with the qubit, as the mean does
+        factors = drift_factors(len(pairs), sigma=sigma, seed=seed, bucket=bucket)
+        pairs = tuple((min(0.5, a * f), min(0.5, b * f)) for (a, b), f in zip(pairs, factors))
+    return TargetBackend(target, backend.name, readout_pairs=pairs,
                          description=f"{backend.name} drifted (sigma={sigma}, seed={seed}, period {bucket})")
 
 
