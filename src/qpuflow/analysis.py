@@ -56,11 +56,6 @@ class AnalysisSettings:
                    bootstrap_samples=int(section.get("bootstrap_samples", 10000)), seed=int(section.get("seed", 12345)),
                    correlated_matching=bool(section.get("correlated_matching", True)))
 
-    @property
-    def decoder_name(self) -> str:
-        """How runs.csv names the primary decoder."""
-        matching = "correlated" if self.correlated_matching and self.decoder_noise == "calibration" else "plain"
-        return f"pymatching-{matching}/{self.decoder_noise}"
 
 
 def _rate_columns(prefix: str, errors: int, shots: int) -> dict[str, Any]:
@@ -93,30 +88,35 @@ class _Decoder:
             self._isa[marker.isa_sha256] = load_circuit(marker.isa_path)
         return self._isa[marker.isa_sha256]
 
-    def decode_all(self, jobs: list[_Job]) -> dict[str, tuple[Any, Any]]:
-        """run key -> (primary DecodedRun, uniform DecodedRun)."""
+    def decode_all(self, jobs: list[_Job]) -> dict[str, tuple[Any, Any, str]]:
+        """run key -> (primary DecodedRun, uniform DecodedRun, the primary decoder's name)."""
         from qpuflow.circuits import MeasurementMap
-        from qpuflow.decode import calibration_dem, decode_batch, uniform_dem
+        from qpuflow.decode import calibration_decoder, decode_batch, uniform_dem
 
         groups: dict[tuple[str, str], list[_Job]] = {}
         for job in jobs:
             groups.setdefault((job.circuit, job.marker.calibration_snapshot), []).append(job)
-        out: dict[str, tuple[Any, Any]] = {}
+        out: dict[str, tuple[Any, Any, str]] = {}
         for (_, snapshot_path), members in groups.items():
             isa = self._circuit(members[0].marker)
             text = isa.metadata["stim_circuit"]
             mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
             registers = [job.registers for job in members]
             uniform = decode_batch(registers, mmap, uniform_dem(text, self.settings.uniform_p), stim_circuit_text=text)
+            name = "pymatching/uniform"
             if self.settings.decoder_noise == "calibration":
                 snapshot = json.loads(Path(snapshot_path).read_text())
-                correlated = self.settings.correlated_matching
-                dem = calibration_dem(isa, snapshot, correlated=correlated)
+                marker = members[0].marker
+                keeps_distance = (marker.circuit_distance is not None
+                                  and marker.circuit_distance >= int(marker.spec["distance"]))
+                dem, correlated = calibration_decoder(isa, snapshot,
+                                                      correlated=self.settings.correlated_matching and keeps_distance)
                 primary = decode_batch(registers, mmap, dem, stim_circuit_text=text, correlated=correlated)
+                name = f"pymatching{'-correlated' if correlated else ''}/calibration"
             else:
                 primary = uniform
             for job, first, second in zip(members, primary, uniform):
-                out[job.key] = (first, second)
+                out[job.key] = (first, second, name)
         return out
 
 
@@ -142,8 +142,8 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
         rows[key].update(usage_seconds=result.usage_seconds)
         jobs.append(_Job(key=key, marker=marker, registers=result.bit_arrays(), circuit=marker.isa_sha256))
     rounds = []
-    for key, (decoded, uniform) in decoder.decode_all(jobs).items():
-        rows[key].update(_decoded_columns(decoded, uniform, settings))
+    for key, (decoded, uniform, name) in decoder.decode_all(jobs).items():
+        rows[key].update(_decoded_columns(decoded, uniform, name))
         rounds.extend(_round_rows(rows[key], decoded))
     runs_df = pd.DataFrame(list(rows.values()))
     sessions, session_stats = session_tables(runs_df, settings)
@@ -187,7 +187,7 @@ def _provenance_row(key: str, marker: Marker, result: Result | None) -> dict[str
     }
 
 
-def _decoded_columns(decoded: Any, uniform: Any, settings: AnalysisSettings) -> dict[str, Any]:
+def _decoded_columns(decoded: Any, uniform: Any, decoder: str) -> dict[str, Any]:
     detectors = sum(decoded.detectors_per_round)
     events = sum(decoded.detection_events_per_round)
     return {
@@ -196,7 +196,7 @@ def _decoded_columns(decoded: Any, uniform: Any, settings: AnalysisSettings) -> 
         **_rate_columns("decoded", decoded.decoded_errors, decoded.shots),
         **_rate_columns("decoded_uniform", uniform.decoded_errors, uniform.shots),
         "detection_fraction": events / (detectors * decoded.shots) if detectors and decoded.shots else float("nan"),
-        "decoder": settings.decoder_name, "error": None,
+        "decoder": decoder, "error": None,
     }
 
 

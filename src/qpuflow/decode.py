@@ -422,6 +422,39 @@ def calibration_dem(
     return fold_undetectable_parts(dem) if correlated else resolve_parallel_edges(dem)
 
 
+def calibration_decoder(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, correlated: bool = True,
+                        noise_scale: float = 1.0) -> tuple[stim.DetectorErrorModel, bool]:
+    """(DEM, use correlated matching) for a run: correlated matching when asked (the caller
+    asks only for circuits that keep their distance) and no decomposed error has a part that
+    fires no detector; otherwise plain matching on :func:`resolve_parallel_edges`. On a
+    SWAP-routed circuit correlated matching does worse (routed d=3 on FakeFez, 1 round,
+    20k shots: 0.101 against 0.050 with plain matching; 3 rounds: 0.155 against 0.154)."""
+    if correlated:
+        circuit = isa_detector_circuit(isa, snapshot, noise_scale=noise_scale)
+        raw = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True,
+                                           approximate_disjoint_errors=True)
+        if not _has_undetectable_parts(raw):
+            return fold_undetectable_parts(raw), True
+    return calibration_dem(isa, snapshot, noise_scale=noise_scale, correlated=False), False
+
+
+def _has_undetectable_parts(dem: stim.DetectorErrorModel) -> bool:
+    for inst in dem.flattened():
+        if inst.type != "error":
+            continue
+        part_has_detector, part_has_observable = False, False
+        for target in [*inst.targets_copy(), stim.target_separator()]:
+            if target.is_separator():
+                if part_has_observable and not part_has_detector:
+                    return True
+                part_has_detector, part_has_observable = False, False
+            elif target.is_relative_detector_id():
+                part_has_detector = True
+            elif target.is_logical_observable_id():
+                part_has_observable = True
+    return False
+
+
 def fold_undetectable_parts(dem: stim.DetectorErrorModel) -> stim.DetectorErrorModel:
     """The DEM with every part of a decomposed error that fires no detector folded into the
     error's first detectable part (its observable flips go with it); errors with no
