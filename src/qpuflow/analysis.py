@@ -28,10 +28,11 @@ import pandas as pd
 
 from qpuflow.collect import read_markers
 from qpuflow.paths import Paths
+from qpuflow.per_round import per_round_table
 from qpuflow.records import Marker, Result, read_or_report
 from qpuflow.stats import wilson_interval
 
-TABLES = ("runs", "summary", "detection_rounds", "provenance", "sessions", "session_stats")
+TABLES = ("runs", "summary", "per_round", "detection_rounds", "provenance", "sessions", "session_stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +151,7 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
     return {
         "runs": runs_df,
         "summary": _summary(runs_df),
+        "per_round": per_round_table(runs_df, seed=settings.seed),
         "detection_rounds": pd.DataFrame(rounds),
         "provenance": pd.DataFrame(provenance),
         "sessions": sessions,
@@ -358,6 +360,24 @@ def print_decoded_summary(summary: pd.DataFrame, console: Any = None) -> None:
             row.experiment, str(row.distance), str(row.rounds), f"|{row.logical_state}>", str(row.shots),
             f"{row.raw_rate:.4f}", f"{row.decoded_rate:.4f}", f"{row.decoded_ci_low:.4f}-{row.decoded_ci_high:.4f}",
         )
+    console.print(table)
+
+
+def print_per_round_summary(per_round: pd.DataFrame, console: Any = None) -> None:
+    """Logical error per round, per experiment and state, with its 95% bootstrap interval."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if per_round.empty:
+        return
+    console = console or Console()
+    table = Table(title="Logical error per round (decoded; * = includes preparation and readout)")
+    for name in ("experiment", "d", "rounds", "state", "per round", "95% CI"):
+        table.add_column(name, justify="left" if name == "experiment" else "right", no_wrap=True)
+    for row in per_round.itertuples():
+        spam = "" if " " in str(row.round_counts) else "*"
+        table.add_row(row.experiment, str(row.distance), str(row.round_counts), f"|{row.logical_state}>",
+                      f"{row.per_round_error:.4f}{spam}", f"{row.ci_low:.4f}-{row.ci_high:.4f}")
     console.print(table)
 
 

@@ -236,6 +236,9 @@ def _check_tag_room(config: dict[str, Any], source: str) -> None:
 def _check_deployment_fields(name: str, exp: dict[str, Any], source: str) -> None:
     if exp["kind"] != "deployment":
         return
+    if isinstance(exp["rounds"], list):
+        raise ConfigError(f"{source}: field 'experiments.{name}.rounds' is a list {exp['rounds']}; a deployment "
+                          "experiment compares arms at one round count, so give one number.")
     start = (exp.get("schedule") or {}).get("start")
     if start is not None:
         from qpuflow.provenance import parse_time

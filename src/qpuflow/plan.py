@@ -133,7 +133,6 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             experiment=name,
             kind=exp["kind"],
             distance=exp["distance"],
-            rounds=exp["rounds"],
             shots=exp["shots"],
             backend=exp.get("backend", provider["backend"]),
             provider=provider["name"],
@@ -142,18 +141,32 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             study=config.get("study") or None,
         )
         if exp["kind"] == "deployment":
-            runs.extend(_deployment_runs(exp, common))
-        else:
+            runs.extend(_deployment_runs(exp, {**common, "rounds": exp["rounds"]}))
+            continue
+        listed = isinstance(exp["rounds"], list)
+        for rounds in round_counts(exp):
             for state in exp["logical_states"]:
                 for rep in range(exp["repetitions"]):
+                    # One round count keeps the names (and so the identities) runs always had.
+                    part = f"_r{rounds}" if listed else ""
                     runs.append(
-                        RunSpec(run=f"L{_STATE_NAMES[state]}_rep{rep}", logical_state=state,
-                                repetition=rep, **common)
+                        RunSpec(run=f"L{_STATE_NAMES[state]}{part}_rep{rep}", logical_state=state,
+                                repetition=rep, rounds=rounds, **common)
                     )
     keys = [r.key for r in runs]
     if len(set(keys)) != len(keys):  # pragma: no cover - names are built to be unique
         raise ValueError(f"duplicate run keys in plan: {keys}")
     return runs
+
+
+def round_counts(exp: dict[str, Any]) -> list[int]:
+    """The round counts of an experiment: ``rounds`` as a list, or the one count it names.
+
+    >>> round_counts({"rounds": 3}), round_counts({"rounds": [2, 6]})
+    ([3], [2, 6])
+    """
+    rounds = exp["rounds"]
+    return [int(r) for r in rounds] if isinstance(rounds, list) else [int(rounds)]
 
 
 def _deployment_runs(exp: dict[str, Any], common: dict[str, Any]) -> list[RunSpec]:

@@ -238,7 +238,8 @@ def collect(smk: Any) -> None:
 
 def analyze(smk: Any) -> None:
     from qpuflow.analysis import (TABLES, AnalysisSettings, analyse, plot_detection_rounds, plot_error_rates,
-                                  print_decoded_summary, print_session_summary, write_tables)
+                                  print_decoded_summary, print_per_round_summary, print_session_summary,
+                                  write_tables)
     from qpuflow.paired import plot_paired
 
     problems: list[str] = []
@@ -250,6 +251,7 @@ def analyze(smk: Any) -> None:
     plot_paired(tables["sessions"], Path(smk.output.sessions_plot))
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
     print_decoded_summary(tables["summary"])
+    print_per_round_summary(tables["per_round"])
     deployment = [name for name, exp in smk.config["experiments"].items() if exp["kind"] == "deployment"]
     print_session_summary(tables["session_stats"], runs=tables["runs"], experiments=deployment)
     print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")

@@ -5,6 +5,7 @@ rule analyze:
     output:
         runs=report(f"{R}/analysis/runs.csv", caption="../report/runs.rst", category="Tables"),
         summary=report(f"{R}/analysis/summary.csv", caption="../report/summary.rst", category="Tables"),
+        per_round=report(f"{R}/analysis/per_round.csv", caption="../report/per_round.rst", category="Tables"),
         detection_rounds=report(f"{R}/analysis/detection_rounds.csv", caption="../report/detection_rounds.rst",
                                 category="Tables"),
         provenance=report(f"{R}/analysis/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
