@@ -113,8 +113,18 @@ def _last_measurement(flat: stim.Circuit) -> stim.CircuitInstruction:
     raise ValueError("circuit has no measurement")
 
 
-def memory_circuit(kind: str, *, distance: int, rounds: int, logical_state: str) -> stim.Circuit:
-    """Noiseless stim memory experiment for one logical basis state.
+def uniform_model_noise(p: float) -> dict[str, float]:
+    """stim's uniform circuit-level depolarizing model at ``p``, as ``stim.Circuit.generated``
+    arguments: DEPOLARIZE2(p) after every CX and DEPOLARIZE1(p) after every H, DEPOLARIZE1(p)
+    on the data qubits before every round, X_ERROR(p) before measurements and after resets.
+    The literature's "uniform p" (e.g. the d = 3/5/7 rates 0.0008/0.00014/0.00002 at p = 1e-3)."""
+    return dict(after_clifford_depolarization=p, before_round_data_depolarization=p,
+                before_measure_flip_probability=p, after_reset_flip_probability=p)
+
+
+def memory_circuit(kind: str, *, distance: int, rounds: int, logical_state: str,
+                   uniform_p: float | None = None) -> stim.Circuit:
+    """Stim memory experiment for one logical basis state, noiseless unless ``uniform_p``.
 
     Args:
         kind: ``"surface_code"`` (rotated, Z memory for ``0``/``1``, X memory for ``+``/``-``)
@@ -122,10 +132,11 @@ def memory_circuit(kind: str, *, distance: int, rounds: int, logical_state: str)
         distance: code distance, odd and at least 3.
         rounds: number of syndrome-extraction rounds, at least 1.
         logical_state: one of :data:`LOGICAL_STATES`.
+        uniform_p: add stim's uniform circuit-level noise at this p (:func:`uniform_model_noise`).
 
     Returns:
         The stim circuit with detectors and one observable whose ideal value is 1 for
-        ``"1"``/``"-"`` and 0 otherwise. No noise instructions.
+        ``"1"``/``"-"`` and 0 otherwise. No noise instructions unless ``uniform_p`` is given.
 
     Raises:
         ValueError: unknown kind or state, even or too-small distance, rounds < 1.
@@ -136,7 +147,8 @@ def memory_circuit(kind: str, *, distance: int, rounds: int, logical_state: str)
         task = f"surface_code:rotated_memory_{basis}"
     else:
         task = "repetition_code:memory"
-    base = stim.Circuit.generated(task, distance=distance, rounds=rounds)
+    noise = uniform_model_noise(uniform_p) if uniform_p else {}
+    base = stim.Circuit.generated(task, distance=distance, rounds=rounds, **noise)
     flip = {"1": "X", "-": "Z"}.get(logical_state)
     if flip is None:
         return base
@@ -149,10 +161,13 @@ def memory_circuit(kind: str, *, distance: int, rounds: int, logical_state: str)
     out = stim.Circuit()
     inserted = False
     for inst in base:
+        # (the reset layer includes the X_ERROR after the resets of the noisy model)
         in_reset_layer = isinstance(inst, stim.CircuitInstruction) and inst.name in (
             "QUBIT_COORDS",
             "R",
             "RX",
+            "X_ERROR",
+            "Z_ERROR",
         )
         if not inserted and not in_reset_layer:
             out.append(flip, data)

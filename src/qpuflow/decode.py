@@ -412,6 +412,10 @@ def calibration_dem(
         )
     if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale > 0):
         raise ValueError(f"noise_scale must be a finite number > 0, got {noise_scale!r}")
+    uniform = _uniform_model(isa, snapshot, noise_scale)
+    if uniform is not None:  # the model the data was sampled with, exactly
+        dem = uniform.detector_error_model(decompose_errors=True)
+        return dem if correlated else resolve_parallel_edges(dem)
     circuit = isa_detector_circuit(isa, snapshot, noise_scale=noise_scale, idle_noise=idle_noise)
     # Routing SWAPs (three cz each) and the cz-based CX make some two-qubit errors flip
     # three or more detectors in a way that is not a sum of graphlike errors. Those
@@ -422,6 +426,19 @@ def calibration_dem(
     return fold_undetectable_parts(dem) if correlated else resolve_parallel_edges(dem)
 
 
+def _uniform_model(isa: QuantumCircuit, snapshot: Mapping[str, Any], noise_scale: float) -> stim.Circuit | None:
+    """stim's uniform model of the run when its snapshot says the backend simulates it
+    (:class:`~qpuflow.transpile.UniformNoiseBackend`)."""
+    from qpuflow.simulate import uniform_model_from
+    from qpuflow.transpile import UNIFORM_MODEL
+
+    model = snapshot.get("noise_model") or {}
+    experiment = (isa.metadata or {}).get("experiment")
+    if model.get("name") != UNIFORM_MODEL or not experiment:
+        return None
+    return uniform_model_from(experiment, float(model["p"]) * noise_scale)
+
+
 def calibration_decoder(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, correlated: bool = True,
                         noise_scale: float = 1.0) -> tuple[stim.DetectorErrorModel, bool]:
     """(DEM, use correlated matching) for a run: correlated matching when asked (the caller
@@ -429,6 +446,8 @@ def calibration_decoder(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, cor
     fires no detector; otherwise plain matching on :func:`resolve_parallel_edges`. On a
     SWAP-routed circuit correlated matching does worse (routed d=3 on FakeFez, 1 round,
     20k shots: 0.101 against 0.050 with plain matching; 3 rounds: 0.155 against 0.154)."""
+    if _uniform_model(isa, snapshot, noise_scale) is not None:
+        return calibration_dem(isa, snapshot, noise_scale=noise_scale, correlated=correlated), correlated
     if correlated:
         circuit = isa_detector_circuit(isa, snapshot, noise_scale=noise_scale)
         raw = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True,

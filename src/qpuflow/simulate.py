@@ -52,7 +52,8 @@ from qiskit.providers import QubitProperties
 from qiskit.transpiler import InstructionProperties, PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
-from qpuflow.circuits import MeasurementMap, detection_events, records_from_registers
+from qpuflow.circuits import (MeasurementMap, detection_events, memory_circuit, observable_flips,
+                              records_from_registers, registers_from_records)
 from qpuflow.transpile import (
     CLIFFORD_ISA_GATES,
     NonCliffordError,
@@ -778,6 +779,10 @@ def sample_isa(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {', '.join(_METHODS)}; got {method!r}")
     shots = int(shots)
+    uniform = uniform_model_circuit(isa, backend, noise_scale=noise_scale) if method == "auto" else None
+    if uniform is not None:
+        records = _compile_and_sample(uniform, seed=seed, shots=shots)
+        return registers_from_records(records, _mmap_of(isa))
     if method == "product" or (method == "auto" and noise_scale > 0 and is_product_circuit(isa)):
         if not is_product_circuit(isa):
             raise ValueError("method='product' needs a circuit without multi-qubit instructions or control flow")
@@ -810,6 +815,48 @@ def sample_isa(
     if pairs is not None:
         samples = apply_readout(samples, tr.measured_qubits, pairs, scale=noise_scale, seed=seed)
     return _registers_from_samples(isa, samples, tr.clbit_records)
+
+
+def uniform_model_circuit(isa: QuantumCircuit, backend, *, noise_scale: float = 1.0) -> stim.Circuit | None:
+    """stim's uniform circuit-level model of ``isa``'s memory experiment, for a
+    :class:`~qpuflow.transpile.UniformNoiseBackend` (see there); None for any other backend,
+    for a noiseless run, and for circuits that are not a generated memory experiment.
+
+    The measurement record of the returned circuit is the logical circuit's, so
+    :func:`~qpuflow.circuits.registers_from_records` turns its samples into the ISA circuit's
+    registers. Idle noise is part of the model (data depolarization before each round).
+    """
+    from qpuflow.transpile import UniformNoiseBackend
+
+    experiment = (isa.metadata or {}).get("experiment")
+    if not isinstance(backend, UniformNoiseBackend) or noise_scale == 0 or backend.p == 0 or not experiment:
+        return None
+    model = uniform_model_from(experiment, backend.p * noise_scale)
+    if model is None or not _is_unaltered_experiment(isa, model):
+        return None
+    return model
+
+
+def _is_unaltered_experiment(isa: QuantumCircuit, model: stim.Circuit) -> bool:
+    """True when ``isa`` is its experiment's circuit without SWAPs and, run without noise,
+    fires no detector and reads the prepared logical value, so that the uniform model
+    describes it (a circuit with an injected fault, or a routed one, is simulated as it is)."""
+    cx = model.num_measurements and sum(len(i.targets_copy()) // 2 for i in model.flattened() if i.name == "CX")
+    if isa.count_ops().get("cz", 0) != cx:
+        return False
+    mmap = _mmap_of(isa)
+    tr = stim_translation(isa, None, noise_scale=0)
+    reference = _registers_from_samples(isa, tr.circuit().reference_sample()[None, :], tr.clbit_records)
+    return not detection_events(reference, mmap).any() and not observable_flips(reference, mmap).any()
+
+
+def uniform_model_from(experiment: Mapping[str, Any], p: float) -> stim.Circuit | None:
+    """The noisy generated circuit of an ISA's ``metadata["experiment"]`` at uniform ``p``
+    (None for experiments stim does not generate, such as native heavy-hex layouts)."""
+    if experiment.get("kind") not in ("surface_code", "repetition_code") or experiment.get("layout", "routed") != "routed":
+        return None
+    return memory_circuit(experiment["kind"], distance=int(experiment["distance"]), rounds=int(experiment["rounds"]),
+                          logical_state=str(experiment["logical_state"]), uniform_p=min(p, 0.5))
 
 
 _STIM_FIRST_USE = threading.Lock()
