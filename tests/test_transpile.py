@@ -319,3 +319,19 @@ def test_calibration_snapshot_is_json_safe_and_deterministic(fez):
     cz = {tuple(c["qubits"]): c["error"] for c in snap["two_qubit"] if c["gate"] == "cz"}
     assert cz[(27, 28)] == 1.0 and len(cz) == len(fez.target["cz"])
     assert snap["excluded_couplers"] == [list(c) for c in FEZ_DEAD]
+
+
+def test_median_backend_is_the_device_at_its_median_with_every_coupler_alive():
+    import numpy as np
+
+    from qpuflow.transpile import excluded_couplers, readout_pairs
+
+    fez, median = load_backend("fake_fez"), load_backend("fake_fez_median")
+    assert median.name == "fake_fez_median" and median.num_qubits == fez.num_qubits
+    assert set(median.coupling_map.get_edges()) == set(fez.coupling_map.get_edges())
+    assert excluded_couplers(fez) and not excluded_couplers(median)
+    live = [p.error for p in fez.target["cz"].values() if p.error < 0.5]
+    assert {p.error for p in median.target["cz"].values()} == {float(np.median(live))}
+    assert median.target.qubit_properties[5].t1 == float(np.median([q.t1 for q in fez.target.qubit_properties]))
+    p10, p01 = readout_pairs(median)[0]
+    assert p01 > 2 * p10  # the device's asymmetric readout is kept, not averaged away

@@ -199,11 +199,12 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 close = difflib.get_close_matches(backend, known, n=3, cutoff=0.5)
                 suggestion = ", ".join(dict.fromkeys([*close, "fake_fez"]))
                 synthetic = (
-                    "synthetic backends (uniform_grid_p<digits>, uniform_line_p<digits>) only work "
+                    "synthetic backends (uniform_grid_p<digits>, uniform_line_p<digits>, fake_<name>_median) only work "
                     "with provider 'local'"
                     if provider["name"] != "local"
-                    else "or a synthetic uniform-noise backend uniform_grid_p<digits> / "
-                    "uniform_line_p<digits> with p = 0.<digits> <= 0.5, e.g. uniform_grid_p001"
+                    else "or a synthetic backend: uniform noise uniform_grid_p<digits> / "
+                    "uniform_line_p<digits> with p = 0.<digits> <= 0.5, e.g. uniform_grid_p001, or a fake "
+                    "device at its median calibration with every coupler alive, e.g. fake_fez_median"
                 )
                 raise ConfigError(
                     f"{source}: field '{field}' is '{backend}', which the local simulator does not know. "
@@ -281,10 +282,25 @@ def synthetic_backend_spec(name: str) -> tuple[str, float] | None:
     return match.group(1), p
 
 
+def median_backend_base(name: str) -> str | None:
+    """The fake backend a ``<fake backend>_median`` name is built from, else None.
+
+    ``fake_fez_median`` is FakeFez's heavy-hex coupling map with every qubit and coupler at
+    the device's median calibration and no dead coupler (see
+    :func:`qpuflow.transpile.median_backend`).
+
+    >>> median_backend_base("fake_fez_median"), median_backend_base("fake_fez")
+    ('fake_fez', None)
+    """
+    base = str(name).removesuffix("_median")
+    return base if base != name and base in fake_backend_names() else None
+
+
 def is_synthetic_backend(name: str) -> bool:
-    """True for a valid synthetic uniform-noise backend name (``uniform_grid_p001`` etc.)."""
+    """True for a valid synthetic backend name: uniform noise (``uniform_grid_p001`` etc.) or a
+    median-calibration copy of a fake device (``fake_fez_median``)."""
     try:
-        return synthetic_backend_spec(name) is not None
+        return synthetic_backend_spec(name) is not None or median_backend_base(name) is not None
     except ValueError:
         return False
 

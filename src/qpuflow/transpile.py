@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import qiskit
 from qiskit.circuit import Delay, Measure, Parameter, QuantumCircuit, Reset
 from qiskit.circuit.library import CZGate, RZGate, SXGate, XGate
@@ -33,7 +34,7 @@ from qiskit.providers import BackendV2, Options, QubitProperties
 from qiskit.transpiler import InstructionProperties, Target, generate_preset_pass_manager
 from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-from qpuflow.config import fake_backend_names, synthetic_backend_spec
+from qpuflow.config import fake_backend_names, median_backend_base, synthetic_backend_spec
 from qpuflow.errors import QpuflowError
 
 __all__ = [
@@ -124,6 +125,9 @@ def load_backend(name: str):
         raise UnknownBackendError(str(exc)) from None
     if spec is not None:
         return UniformNoiseBackend(name, topology=spec[0], p=spec[1])
+    base = median_backend_base(name)
+    if base is not None:
+        return median_backend(load_backend(base))
     names = _fake_backend_names()
     if name not in names:
         close = difflib.get_close_matches(str(name), names, n=3)
@@ -308,6 +312,51 @@ class UniformNoiseBackend(TargetBackend):
                          description=f"synthetic uniform noise p={p} ({topology})")
         self.topology = topology
         self.p = float(p)
+
+
+def median_backend(backend) -> TargetBackend:
+    """``backend``'s coupling map with every qubit and coupler at its median calibration.
+
+    The medians are over the qubits (T1, T2, sx/x error and duration, the readout pair
+    P(1|0), P(0|1), readout and reset duration) and over the working couplers (two-qubit
+    error and duration; dead couplers are left out of the median and revived). The result
+    is the device as a benchmark wants it: the same lattice and typical noise, with no
+    defect to route or place around. Named ``<backend>_median``.
+    """
+    target: Target = backend.target
+    n = target.num_qubits
+    edges = sorted({tuple(sorted(q)) for name in _two_qubit_ops(target) for q in target[name] if q is not None})
+    two_qubit = _two_qubit_ops(target)[0]
+    live = [props for q, props in target[two_qubit].items()
+            if props is not None and props.error is not None and props.error < DEAD_COUPLER_ERROR]
+
+    def median(values) -> float | None:
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        return float(np.median(values)) if values else None
+
+    def per_qubit(op: str, field: str) -> float | None:
+        return median(getattr(target[op].get((q,)), field, None) for q in range(n)) if op in target else None
+
+    qprops = target.qubit_properties or []
+    t1, t2 = median(getattr(p, "t1", None) for p in qprops), median(getattr(p, "t2", None) for p in qprops)
+    pairs = readout_pairs(backend)
+    pair = (median(p[0] for p in pairs), median(p[1] for p in pairs)) if pairs else None
+    out = Target(description=f"{backend.name} at its median calibration, every coupler alive", num_qubits=n,
+                 dt=target.dt, qubit_properties=[QubitProperties(t1=t1, t2=t2) for _ in range(n)])
+    for op, gate in (("sx", SXGate()), ("x", XGate())):
+        props = InstructionProperties(per_qubit(op, "duration"), per_qubit(op, "error"))
+        out.add_instruction(gate, {(q,): props for q in range(n)})
+    out.add_instruction(RZGate(Parameter("theta")), {(q,): InstructionProperties(0.0, 0.0) for q in range(n)})
+    cz = InstructionProperties(median(p.duration for p in live), median(p.error for p in live))
+    out.add_instruction(CZGate(), {qa: cz for a, b in edges for qa in ((a, b), (b, a))})
+    readout = pair and (pair[0] + pair[1]) / 2
+    out.add_instruction(Measure(), {(q,): InstructionProperties(per_qubit("measure", "duration"),
+                                                                readout or per_qubit("measure", "error"))
+                                    for q in range(n)})
+    out.add_instruction(Reset(), {(q,): InstructionProperties(per_qubit("reset", "duration"), 0.0) for q in range(n)})
+    out.add_instruction(Delay(Parameter("t")), {(q,): None for q in range(n)})
+    return TargetBackend(out, f"{backend.name}_median", description=out.description,
+                         readout_pairs=tuple(pair for _ in range(n)) if pair else None)
 
 
 def _two_qubit_ops(target: Target) -> list[str]:
