@@ -50,7 +50,7 @@ METADATA_FORMAT = "qpuflow.circuits/1"
 
 _MEASURE_OPS = frozenset({"M", "MR", "MX"})
 _ANNOTATIONS = frozenset({"DETECTOR", "OBSERVABLE_INCLUDE", "QUBIT_COORDS", "SHIFT_COORDS"})
-_GATES = frozenset({"R", "RX", "H", "CX", "X", "Z"})
+_GATES = frozenset({"R", "RX", "H", "CX", "CZ", "X", "Z"})
 _SUPPORTED = _MEASURE_OPS | _ANNOTATIONS | _GATES | {"TICK"}
 
 
@@ -382,7 +382,7 @@ def stim_to_qiskit(
     longer matters there and the operation would only cost QPU time. ``RX`` is ``reset; h``.
 
     Args:
-        circuit: stim circuit using only R, RX, H, CX, X, Z, M, MR, MX, DETECTOR,
+        circuit: stim circuit using only R, RX, H, CX, CZ, X, Z, M, MR, MX, DETECTOR,
             OBSERVABLE_INCLUDE, TICK, QUBIT_COORDS, SHIFT_COORDS (REPEAT blocks are flattened).
         expected_observables: ideal value of each observable. ``None`` takes it from stim's
             noiseless reference sample, which is only meaningful for deterministic observables;
@@ -517,9 +517,10 @@ def stim_to_qiskit(
         if nm in _ANNOTATIONS:
             continue
         targets = [index[t.value] for t in inst.targets_copy()]
-        if nm == "CX":
+        if nm in ("CX", "CZ"):
+            gate = qc.cx if nm == "CX" else qc.cz
             for c, t in zip(targets[::2], targets[1::2]):
-                qc.cx(c, t)
+                gate(c, t)
             continue
         for stim_q, q in zip((t.value for t in inst.targets_copy()), targets):
             if nm == "R":

@@ -1,12 +1,14 @@
 """Decode noisy native circuits: graphlike DEMs, logical error probabilities, per-round rates.
 
-The fold-unfold circuits have faults that fire three or more detectors (e.g. a fault in a
-fold window, seen by a flag and by two plaquettes). stim's own decomposition of such
-hyperedges sometimes leaves a component made of the observable alone, which PyMatching
-refuses. :func:`graphlike_dem` decomposes them itself: every hyperedge is split into
-pieces (one or two detectors) that are themselves single faults of the model, choosing
-pieces whose observable flips add up to the hyperedge's; correlated matching
-(``enable_correlations=True``) then learns the hyperedges from these decompositions.
+Faults in a fold window or on a cat qubit fire three or more detectors. stim's
+decomposition (``decompose_errors=True``) splits them into graphlike pieces, and on the
+default circuits (unambiguous flags) every piece has a detector, so the plain recipe
+``pymatching.Matching.from_detector_error_model(dem, enable_correlations=True)`` works.
+With every flag declared (``flags="all"``) stim sometimes leaves a piece made of the
+observable alone, which PyMatching refuses; :func:`graphlike_dem` keeps stim's pieces
+where they are fine and splits the others itself into known single faults whose
+observable flips add up to the error's (allowing at most one new edge). Correlated
+matching then learns the hyperedges from these decompositions.
 """
 
 from __future__ import annotations
@@ -41,9 +43,17 @@ def _symptoms(inst: stim.DemInstruction) -> tuple[frozenset[int], int]:
 
 
 def _split(
-    dets: frozenset[int], obs: int, known: dict[frozenset[int], int], budget: list[int]
-) -> list[frozenset[int]] | None:
-    # Partition `dets` into known pieces of size 1 or 2 whose observables XOR to `obs`.
+    dets: frozenset[int],
+    obs: int,
+    known: dict[frozenset[int], int],
+    budget: list[int],
+    new: int = 0,
+) -> list[tuple[frozenset[int], int]] | None:
+    """Partition ``dets`` into pieces of one or two detectors whose observables XOR to ``obs``.
+
+    Pieces are known single faults (with their observable mask); up to ``new`` pieces may
+    be edges no single fault has (their mask is whatever makes the sum right).
+    """
     if not dets:
         return [] if obs == 0 else None
     budget[0] -= 1
@@ -53,32 +63,42 @@ def _split(
     rest = dets - {first}
     options = [frozenset((first, other)) for other in sorted(rest)] + [frozenset((first,))]
     for piece in options:
-        if piece not in known:
-            continue
-        sub = _split(dets - piece, obs ^ known[piece], known, budget)
-        if sub is not None:
-            return [piece, *sub]
+        if piece in known:
+            sub = _split(dets - piece, obs ^ known[piece], known, budget, new)
+            if sub is not None:
+                return [(piece, known[piece]), *sub]
+    if new:
+        for piece in options:
+            if piece in known:
+                continue
+            # The unknown piece takes whatever observable the remaining known pieces leave.
+            for mask in range(1 << max(obs.bit_length(), max(known.values(), default=0).bit_length(), 1)):
+                sub = _split(dets - piece, obs ^ mask, known, budget, new - 1)
+                if sub is not None:
+                    return [(piece, mask), *sub]
     return None
 
 
 def graphlike_dem(circuit: stim.Circuit) -> tuple[stim.DetectorErrorModel, int]:
-    """The circuit's DEM with every error split into graphlike pieces.
+    """The circuit's DEM decomposed into graphlike pieces that PyMatching accepts.
 
-    Returns ``(dem, failures)``; ``failures`` counts hyperedges for which no exact split
-    into known single faults exists (they are split ignoring the observable and the
-    observable put on the first piece; a well-built circuit has none).
+    stim's decomposition (``decompose_errors=True``) is kept wherever every piece has a
+    detector; an error with a piece made of observables only is split again here into
+    known single faults whose observable flips add up to the error's. Returns ``(dem,
+    failures)``; ``failures`` counts errors with no such exact split (they are split
+    ignoring the observable, which goes on the first piece).
     """
-    dem = circuit.detector_error_model(decompose_errors=False, approximate_disjoint_errors=True)
+    dem = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True)
     flat = dem.flattened()
     known: dict[frozenset[int], tuple[float, int]] = {}
     for inst in flat:
         if inst.type != "error":
             continue
-        dets, obs = _symptoms(inst)
-        if 1 <= len(dets) <= 2:
-            p = inst.args_copy()[0]
-            if dets not in known or known[dets][0] < p:
-                known[dets] = (p, obs)
+        for dets, obs in _components(inst):
+            if 1 <= len(dets) <= 2:
+                p = inst.args_copy()[0]
+                if dets not in known or known[dets][0] < p:
+                    known[dets] = (p, obs)
     masks = {k: v[1] for k, v in known.items()}
     out = stim.DetectorErrorModel()
     failures = 0
@@ -86,38 +106,46 @@ def graphlike_dem(circuit: stim.Circuit) -> tuple[stim.DetectorErrorModel, int]:
         if inst.type != "error":
             out.append(inst)
             continue
+        comps = _components(inst)
+        if all(dets and len(dets) <= 2 for dets, _ in comps):
+            out.append(inst)
+            continue
         p = inst.args_copy()[0]
         dets, obs = _symptoms(inst)
-        if len(dets) <= 2:
-            pieces = [dets] if dets else []
-            targets = _targets(pieces, obs, masks, exact=False)
-        else:
-            pieces = _split(dets, obs, masks, [20000])
-            if pieces is None:
-                failures += 1
-                pieces = _split(dets, 0, {k: 0 for k in masks}, [20000]) or [frozenset((d,)) for d in sorted(dets)]
-                targets = _targets(pieces, obs, masks, exact=False)
-            else:
-                targets = _targets(pieces, obs, masks, exact=True)
-        if targets:
-            out.append("error", p, targets)
+        if not dets:
+            continue  # undetectable: no decoder can use it
+        pieces = _split(dets, obs, masks, [20000]) or _split(dets, obs, masks, [20000], new=1)
+        if pieces is None:
+            failures += 1
+            pieces = [(frozenset((d,)), 0) for d in sorted(dets)]
+            pieces[0] = (pieces[0][0], obs)
+        targets = _targets(pieces)
+        out.append("error", p, targets)
     return out, failures
 
 
-def _targets(pieces, obs, masks, *, exact):
+def _components(inst: stim.DemInstruction) -> list[tuple[frozenset[int], int]]:
+    comps: list[tuple[frozenset[int], int]] = []
+    dets: set[int] = set()
+    obs = 0
+    for t in [*inst.targets_copy(), None]:
+        if t is None or t.is_separator():
+            comps.append((frozenset(dets), obs))
+            dets, obs = set(), 0
+        elif t.is_relative_detector_id():
+            dets ^= {t.val}
+        elif t.is_logical_observable_id():
+            obs ^= 1 << t.val
+    return comps
+
+
+def _targets(pieces: list[tuple[frozenset[int], int]]) -> list:
     targets: list = []
-    for j, piece in enumerate(pieces):
+    for j, (piece, mask) in enumerate(pieces):
         if j:
             targets.append(stim.target_separator())
         targets += [stim.target_relative_detector_id(d) for d in sorted(piece)]
-        piece_obs = masks.get(piece, 0) if exact else (obs if j == 0 else 0)
-        if len(pieces) == 1:
-            piece_obs = obs
-        for k in range(piece_obs.bit_length()):
-            if piece_obs >> k & 1:
-                targets.append(stim.target_logical_observable_id(k))
-    if not pieces and obs:
-        return []  # an undetectable logical error: nothing a decoder can do with it
+        targets += [stim.target_logical_observable_id(k) for k in range(mask.bit_length()) if mask >> k & 1]
     return targets
 
 
@@ -169,5 +197,6 @@ def per_round_rate(
     # Error propagation of the two binomial estimates.
     s = [math.sqrt(max(x * (1 - x), 1e-12) / shots) for x in p]
     ratio = max((1 - 2 * p[1]) / (1 - 2 * p[0]), 1e-12)
-    d_eps = ratio ** (1 / (r2 - r1)) / (2 * (r2 - r1)) * math.hypot(2 * s[1] / (1 - 2 * p[1]), 2 * s[0] / (1 - 2 * p[0]))
+    rel = math.hypot(2 * s[1] / (1 - 2 * p[1]), 2 * s[0] / (1 - 2 * p[0]))
+    d_eps = ratio ** (1 / (r2 - r1)) / (2 * (r2 - r1)) * rel
     return RateResult(rounds=(r1, r2), failures=(f[0], f[1]), shots=shots, per_round=eps, stderr=d_eps)

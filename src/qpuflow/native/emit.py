@@ -1,18 +1,33 @@
 """Write a template's memory experiment as a noiseless stim circuit on physical qubits.
 
-The circuit is built as a list of layers (each layer: operations on distinct qubits, one
-TICK each), with every CX written as ``H(t) CZ H(t)``. A peephole pass then works on each
-qubit's own sequence of operations: ``H H`` cancels, ``R H`` becomes ``RX`` (and ``RX H``
-becomes ``R``), ``H M`` becomes ``MX`` (and ``H MX`` becomes ``M``) when the qubit is reset or
-never used after the measurement. Empty layers are dropped. Measurement order is fixed when
-the layers are built, so detectors refer to measurements by key and are written right after
-the layer that completes them.
+Circuit: data reset in the memory basis (then X or Z on every data qubit for "1"/"-": the
+product of all X, or all Z, is a logical operator of these odd-distance codes); per round
+and phase, one layer resetting the phase's ancillas (each in the basis of its first use;
+an ancilla reused in the other basis gets an H in between), the phase's CX layers, one
+measurement layer; finally the data measured in the memory basis.
+
+Detectors: every stabilizer of the memory basis in the first round; every stabilizer from
+the second round on, against its previous value; with ``flags``, every helper measurement
+(deterministic); at the end, each memory-basis stabilizer recomputed from the data against
+its last round. One observable: the logical operator of the memory basis on the data.
+
+Layers hold operations on distinct qubits and end with a TICK; each CX is written
+``H(t) CZ H(t)``. A peephole pass then works on each qubit's own sequence: ``H H``
+cancels, ``R H`` becomes ``RX`` (and ``RX H`` becomes ``R``), ``H M`` becomes ``MX`` (and
+``H MX`` becomes ``M``) when the qubit is next reset or never used again. Empty layers
+are dropped. Detectors refer to measurements by key and are written right after the layer
+that completes them.
+
+Without resets (``reset=False``), an ancilla measured earlier is brought back by a Pauli
+conditioned on its recorded outcome (``CX rec q`` / ``CZ rec q``), and stim's
+``with_inlined_feedback`` then removes those and folds the recorded outcomes into the
+detectors: the ancilla simply keeps its post-measurement state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import stim
 
@@ -35,7 +50,7 @@ class _Op:
 
 
 def _layers_for(
-    template: Template, rounds: int, memory_basis: str, flip: int
+    template: Template, rounds: int, memory_basis: str, flip: int, flags: bool, reset: bool
 ) -> list[list[_Op]]:
     data = template.nodes_with_role("data")
     layers: list[list[_Op]] = []
@@ -43,22 +58,65 @@ def _layers_for(
     layers.append([_Op(init, q) for q in data])
     if flip:
         layers.append([_Op("X" if memory_basis == "Z" else "Z", q) for q in data])
+    last_meas: dict[int, tuple[object, str]] = {}  # ancilla -> (key, basis) of its last measurement
     for r in range(rounds):
-        for ph, basis in enumerate(template.phases):
+        for ph in range(len(template.phases)):
             gadgets = [g for g in template.gadgets if g.phase == ph]
-            anc = sorted({a for g in gadgets for a in g.ancillas})
-            layers.append([_Op("R" if basis == "Z" else "RX", a) for a in anc])
+            # Each ancilla's uses in this phase, in time order: (first layer, basis).
+            uses: dict[int, list[tuple[int, str]]] = {}
+            for g in gadgets:
+                for a in g.ancillas:
+                    first = min(layer for layer, c, t in g.gates if a in (c, t))
+                    uses.setdefault(a, []).append((first, g.ancilla_basis(a)))
+            for a in uses:
+                uses[a].sort()
+            anc = sorted(uses)
+            init_layer: list[_Op] = []
+            after_init: list[_Op] = []
+            for a in anc:
+                want = uses[a][0][1]
+                if reset or a not in last_meas:
+                    init_layer.append(_Op("R" if want == "Z" else "RX", a))
+                    continue
+                # No reset: undo the measured value with a Pauli conditioned on the record
+                # (inlined into the detectors at the end), then change basis if needed.
+                key, was = last_meas[a]
+                init_layer.append(_Op("FBX" if was == "Z" else "FBZ", a, key=key))
+                if want != was:
+                    after_init.append(_Op("H", a))
+            layers.append(init_layer)
+            layers.append(after_init)
+            change_at: dict[int, list[int]] = {}  # layer -> ancillas needing an H first
+            final_basis = {}
+            for a, seq in uses.items():
+                for (f0, b0), (f1, b1) in zip(seq, seq[1:]):
+                    if b0 != b1:
+                        change_at.setdefault(f1, []).append(a)
+                final_basis[a] = seq[-1][1]
             by_layer: dict[int, list[tuple[int, int]]] = {}
             for g in gadgets:
                 for layer, c, t in g.gates:
                     by_layer.setdefault(layer, []).append((c, t))
             for layer in sorted(by_layer):
                 gates = sorted(by_layer[layer])
-                layers.append([_Op("H", t) for _, t in gates])
+                pre = [t for _, t in gates]
+                for a in change_at.get(layer, []):
+                    if a in pre:
+                        pre.remove(a)  # H H cancels
+                    else:
+                        pre.append(a)
+                layers.append([_Op("H", q) for q in sorted(pre)])
                 layers.append([op for c, t in gates for op in (_Op("CZ", c, partner=t), _Op("CZ", t, partner=c))])
                 layers.append([_Op("H", t) for _, t in gates])
-            meas = "M" if basis == "Z" else "MX"
-            layers.append([_Op(meas, a, key=("a", r, ph, a)) for a in anc])
+            measured = []
+            for g in gadgets:
+                measured.append((g.measure, g.measure_basis))
+            if flags or not reset:
+                flagged = {a for a in anc} - {g.measure for g in gadgets}
+                measured += [(a, final_basis[a]) for a in sorted(flagged)]
+            layers.append([_Op("M" if b == "Z" else "MX", a, key=("a", r, ph, a)) for a, b in measured])
+            for a, b in measured:
+                last_meas[a] = (("a", r, ph, a), b)
     final = "M" if memory_basis == "Z" else "MX"
     layers.append([_Op(final, q, key=("d", q)) for q in data])
     return layers
@@ -110,7 +168,8 @@ def memory_circuit(
     *,
     rounds: int,
     logical_state: str,
-    flags: bool = True,
+    flags: bool | str = True,
+    reset: bool = True,
 ) -> stim.Circuit:
     """The noiseless memory experiment of ``template`` with node ``i`` on qubit ``qubits[i]``."""
     if logical_state not in LOGICAL_STATES:
@@ -119,7 +178,7 @@ def memory_circuit(
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
     memory_basis, flip = LOGICAL_STATES[logical_state]
-    layers = _peephole(_layers_for(template, rounds, memory_basis, flip))
+    layers = _peephole(_layers_for(template, rounds, memory_basis, flip, flags, reset))
     phys = list(qubits)
 
     # Detectors as lists of measurement keys.
@@ -139,10 +198,17 @@ def memory_circuit(
                     continue
                 m = template.coords[template.gadgets[st.gadgets[0]].measure]
                 detectors.append(((m[0], m[1], r), keys))
-            for g in template.gadgets:
-                if g.phase != ph or not flags:
-                    continue
-                for h in g.helpers:
+            if flags:
+                measured = {g.measure for g in template.gadgets if g.phase == ph}
+                count: dict[int, int] = {}
+                for g in template.gadgets:
+                    if g.phase == ph:
+                        for h, _ in g.helpers:
+                            count[h] = count.get(h, 0) + 1
+                # A helper shared by two gadgets of a phase is measured once for both; its
+                # flag would mix faults of either, so it only counts when `flags == "all"`.
+                helpers = sorted(h for h, n in count.items() if h not in measured and (n == 1 or flags == "all"))
+                for h in helpers:
                     rc = template.coords[h]
                     detectors.append(((rc[0], rc[1], r), [("a", r, ph, h)]))
     for st in template.stabilizers:
@@ -165,6 +231,10 @@ def memory_circuit(
         for op in layer:
             names.setdefault(op.name, []).append(op)
         for name, ops in names.items():
+            if name in ("FBX", "FBZ"):
+                for op in ops:
+                    c.append("CX" if name == "FBX" else "CZ", [stim.target_rec(index[op.key] - count), phys[op.qubit]])
+                continue
             if name == "CZ":
                 targets = [phys[q] for op in ops if op.qubit < op.partner for q in (op.qubit, op.partner)]
             else:
@@ -186,34 +256,6 @@ def memory_circuit(
             pending = still
     assert not pending
     c.append("OBSERVABLE_INCLUDE", [stim.target_rec(index[k] - count) for k in observable], 0)
+    if not reset:
+        c = c.with_inlined_feedback()
     return c
-
-
-def count_two_qubit_gates(circuit: stim.Circuit) -> int:
-    n = 0
-    for inst in circuit.flattened():
-        if inst.name in ("CZ", "CX"):
-            n += len(inst.targets_copy()) // 2
-    return n
-
-
-def used_couplers(circuit: stim.Circuit) -> set[tuple[int, int]]:
-    out = set()
-    for inst in circuit.flattened():
-        if inst.name in ("CZ", "CX"):
-            t = [x.value for x in inst.targets_copy()]
-            for a, b in zip(t[::2], t[1::2]):
-                out.add((min(a, b), max(a, b)))
-    return out
-
-
-def touched_qubits(circuit: stim.Circuit) -> set[int]:
-    out = set()
-    for inst in circuit.flattened():
-        if inst.name in ("QUBIT_COORDS", "DETECTOR", "OBSERVABLE_INCLUDE", "TICK"):
-            continue
-        out.update(t.value for t in inst.targets_copy() if t.is_qubit_target)
-    return out
-
-
-_ = Mapping  # re-exported types only

@@ -3,7 +3,7 @@
 :func:`add_noise` walks a noiseless circuit layer by layer (layers end at ``TICK``) and adds
 
 * ``DEPOLARIZE2(p2)`` after every CZ/CX,
-* ``DEPOLARIZE1(p1)`` after every H, X, Z,
+* ``DEPOLARIZE1(p1)`` after every H and X (Z is IBM's virtual rz: no error, no time),
 * a flipped record with probability ``p_meas`` on every M/MX/MR (``M(p)``),
 * ``X_ERROR(p_reset)`` after R (``Z_ERROR`` after RX),
 * optionally idle noise: in each layer, every qubit of the circuit (its ``QUBIT_COORDS``) that
@@ -31,7 +31,7 @@ import stim
 __all__ = ["NoiseParams", "add_noise", "uniform_noise", "median_fez_noise", "fez_median_params"]
 
 _TWO = {"CZ", "CX"}
-_ONE = {"H", "X", "Z"}
+_ONE = {"H", "X"}  # Z is a virtual frame change on IBM hardware
 _MEAS = {"M", "MX", "MR"}
 _RESET = {"R", "RX"}
 _ANNOTATIONS = {"QUBIT_COORDS", "DETECTOR", "OBSERVABLE_INCLUDE", "SHIFT_COORDS", "TICK"}

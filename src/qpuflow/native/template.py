@@ -6,12 +6,13 @@ between. It says nothing about a device; :func:`qpuflow.native.device.embeddings
 where its coupler graph sits inside a device's coupling graph, and a
 :class:`~qpuflow.native.patches.Patch` is one such placement.
 
-The schedule is a list of *phases* (e.g. all Z checks, then all X checks). In a phase every
-ancilla of the phase is reset, a few layers of CX gates run, then the phase's ancillas are
-measured. A :class:`Gadget` measures one check (a stabilizer, or a gauge operator of a
-subsystem code) with one measured qubit and any number of helper qubits; the helpers come
-back to their initial state when nothing goes wrong, so their measurements are flags
-(deterministic detectors).
+The schedule is a list of *phases* (e.g. all Z checks, then all X checks). A phase resets
+its ancillas, runs layers of CX gates and ends with one measurement layer. A
+:class:`Gadget` measures one check (a stabilizer, or a gauge operator of a subsystem code)
+into one measured qubit, with any number of helper qubits that come back to their initial
+state when nothing goes wrong (their measurements are flags: deterministic detectors).
+Gadgets are written as CX networks; the X-type version of a Z-type gadget is its Hadamard
+dual (:func:`dual`: every CX reversed, every basis swapped).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-__all__ = ["Gadget", "Stabilizer", "Template", "schedule_greedy", "dual_gates"]
+__all__ = ["Gadget", "Stabilizer", "Template", "dual", "place_rigid"]
 
 Coord = tuple[int, int]
+_INF = 10**9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +34,9 @@ class Gadget:
         basis: ``"X"`` or ``"Z"``: the Pauli type of the measured check.
         phase: index of the phase (in :attr:`Template.phases`) the gadget runs in.
         support: template nodes of the data qubits of the check.
-        measure: the node whose measurement (in ``basis``) is the check's value.
-        helpers: ancilla nodes used on the way and restored; measured in ``basis`` as flags.
+        measure: the node whose measurement is the check's value.
+        measure_basis: basis ``measure`` is reset in and measured in.
+        helpers: ``(node, basis)``: ancillas prepared in ``basis`` and restored to it.
         gates: ``(layer, control, target)`` CX gates, ``layer`` counted from 1 in the phase.
         windows: ``(node, first, last)``: the gadget temporarily changes data ``node``
             during layers ``first..last``; no other gadget may touch it then.
@@ -43,17 +46,42 @@ class Gadget:
     phase: int
     support: tuple[int, ...]
     measure: int
-    helpers: tuple[int, ...]
+    measure_basis: str
+    helpers: tuple[tuple[int, str], ...]
     gates: tuple[tuple[int, int, int], ...]
     windows: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def ancillas(self) -> tuple[int, ...]:
-        return (self.measure, *self.helpers)
+        return (self.measure, *(h for h, _ in self.helpers))
+
+    def ancilla_basis(self, node: int) -> str:
+        if node == self.measure:
+            return self.measure_basis
+        return dict(self.helpers)[node]
 
     @property
     def num_layers(self) -> int:
         return max((g[0] for g in self.gates), default=0)
+
+    def shifted(self, offset: int) -> Gadget:
+        return dataclasses.replace(
+            self,
+            gates=tuple((layer + offset, c, t) for layer, c, t in self.gates),
+            windows=tuple((n, a + offset, b + offset) for n, a, b in self.windows),
+        )
+
+
+def dual(g: Gadget) -> Gadget:
+    """The Hadamard dual of a gadget: X checks from Z checks and back."""
+    swap = {"X": "Z", "Z": "X"}
+    return dataclasses.replace(
+        g,
+        basis=swap[g.basis],
+        measure_basis=swap[g.measure_basis],
+        helpers=tuple((h, swap[b]) for h, b in g.helpers),
+        gates=tuple((layer, t, c) for layer, c, t in g.gates),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +98,7 @@ class Template:
     """A native code patch in its own coordinates, with its syndrome-extraction schedule.
 
     Attributes:
-        kind: ``"surface"`` or ``"subsystem"``.
+        kind: the construction (``"surface"``, ``"surface-relay"``, ``"subsystem"``).
         distance: code distance.
         basis: the memory basis the patch is oriented for (``"Z"`` or ``"X"``).
         coords: ``(row, column)`` of every node; the node index is the position.
@@ -79,7 +107,7 @@ class Template:
         phases: the check type measured in each phase of a round.
         gadgets: every check measurement of one round.
         stabilizers: the stabilizers whose round-to-round changes are detectors.
-        logicals: ``{"Z": nodes, "X": nodes}``: support of the logical operators.
+        logicals: ``(basis, nodes)`` pairs: support of the logical operators.
     """
 
     kind: str
@@ -112,47 +140,72 @@ class Template:
         return max((g.num_layers for g in self.gadgets if g.phase == phase), default=0)
 
 
-def dual_gates(gates: Sequence[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
-    """The X-type version of a Z-type gadget: every CX reversed (Hadamard duality)."""
-    return tuple((layer, t, c) for layer, c, t in gates)
+class _Occupancy:
+    """Which qubit is busy at which layer of a phase, for placing gadgets."""
 
+    def __init__(self, data: frozenset[int]):
+        self.data = data
+        self.gate_at: dict[int, set[int]] = {}  # layer -> qubits with a gate
+        self.held: dict[int, list[tuple[int, int]]] = {}  # qubit -> [first, last] intervals held
+        self.window: dict[int, list[tuple[int, int]]] = {}  # data qubit -> windows
 
-def schedule_greedy(
-    fixed: Sequence[Gadget],
-    loose: Sequence[tuple[Gadget, Sequence[tuple[int, int]]]],
-    data_nodes: frozenset[int],
-) -> list[Gadget]:
-    """Place the gates of ``loose`` gadgets around the already scheduled ``fixed`` ones.
+    @staticmethod
+    def _overlap(intervals, a, b) -> bool:
+        return any(not (b < x or y < a) for x, y in intervals)
 
-    ``loose`` holds ``(gadget, program)``: ``program`` is the gadget's CX gates
-    ``(control, target)`` in an order that is correct when run one after the other. Each
-    gate goes to the earliest layer after the previous gate on any of its qubits (within
-    the gadget) where both of its qubits are free and none of them is a data qubit that
-    another gadget is temporarily changing (see :attr:`Gadget.windows`). Returns the
-    ``fixed`` gadgets followed by the placed ones.
-    """
-    busy: dict[int, set[int]] = {}
-    window: dict[int, set[int]] = {}
-    out = list(fixed)
-    for g in fixed:
+    def fits(self, g: Gadget) -> bool:
+        own_windows = {n: (a, b) for n, a, b in g.windows}
         for layer, c, t in g.gates:
-            busy.setdefault(layer, set()).update((c, t))
-        for node, first, last in g.windows:
-            for layer in range(first, last + 1):
-                window.setdefault(layer, set()).add(node)
-    for g, program in loose:
-        last_on: dict[int, int] = {}
-        placed = []
-        for c, t in program:
-            layer = max(last_on.get(c, 0), last_on.get(t, 0)) + 1
-            while True:
-                b = busy.get(layer, set())
-                w = window.get(layer, set())
-                if c not in b and t not in b and not ({c, t} & data_nodes & w):
-                    break
-                layer += 1
-            busy.setdefault(layer, set()).update((c, t))
-            last_on[c] = last_on[t] = layer
-            placed.append((layer, c, t))
-        out.append(dataclasses.replace(g, gates=tuple(placed)))
+            for q in (c, t):
+                if q in self.gate_at.get(layer, ()):
+                    return False
+                if q in self.data and self._overlap(self.window.get(q, []), layer, layer):
+                    return False
+        for q in g.ancillas:
+            layers = [layer for layer, c, t in g.gates if q in (c, t)]
+            first, last = min(layers), max(layers)
+            if q == g.measure:
+                last = _INF
+            if self._overlap(self.held.get(q, []), first, last):
+                return False
+        for n, (a, b) in own_windows.items():
+            for layer in range(a, b + 1):
+                if n in self.gate_at.get(layer, ()):
+                    return False
+            if self._overlap(self.window.get(n, []), a, b):
+                return False
+        return True
+
+    def add(self, g: Gadget) -> None:
+        for layer, c, t in g.gates:
+            self.gate_at.setdefault(layer, set()).update((c, t))
+        for q in g.ancillas:
+            layers = [layer for layer, c, t in g.gates if q in (c, t)]
+            first, last = min(layers), max(layers)
+            if q == g.measure:
+                last = _INF
+            self.held.setdefault(q, []).append((first, last))
+        for n, a, b in g.windows:
+            self.window.setdefault(n, []).append((a, b))
+
+
+def place_rigid(gadgets: Sequence[Gadget], data: frozenset[int]) -> list[Gadget]:
+    """Shift each gadget (in order, as a rigid block) to the earliest layers where it fits.
+
+    A gadget fits when none of its gates shares a layer with another gate on the same
+    qubit, none of its ancillas is held by another gadget meanwhile (a helper from its
+    first to its last gate, a measured qubit from its first gate to the end of the phase),
+    and no data qubit is touched by one gadget while another has it folded (windows).
+    """
+    occ = _Occupancy(data)
+    out = []
+    for g in gadgets:
+        offset = 0
+        while not occ.fits(g.shifted(offset)):
+            offset += 1
+            if offset > 1000:
+                raise RuntimeError("could not place gadget")
+        placed = g.shifted(offset)
+        occ.add(placed)
+        out.append(placed)
     return out
