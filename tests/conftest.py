@@ -26,7 +26,7 @@ SMALL_CONFIG = {
     "transpile": {"optimization_level": 1, "seed": 7},
     "experiments": {
         "sc": {"kind": "surface_code", "distance": 3, "rounds": 1, "logical_states": ["0"],
-               "repetitions": 2, "shots": 256, "accept_distance_loss": True},
+               "repetitions": 2, "shots": 256, "layout": "native"},
         "dep": {"kind": "deployment", "distance": 3, "rounds": 1, "sessions": 1, "shots": 256},
     },
 }

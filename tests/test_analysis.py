@@ -78,11 +78,12 @@ def test_calibration_decoder_uses_the_saved_snapshot(study, small_config, monkey
     paths = Paths.from_config({"results_dir": "results", "provider": {}}, base=study)
     uniform = analyse(paths, AnalysisSettings("uniform"))["runs"].set_index("run_key")
     calibrated = analyse(paths, AnalysisSettings("calibration"))["runs"].set_index("run_key")
-    # The routed surface code loses distance: plain matching there; the repetition code keeps it.
+    # Both keep their distance (native surface code, repetition chain): correlated matching.
     assert calibrated.loc["dep/session000_calibration", "decoder"] == "pymatching-correlated/calibration"
-    assert calibrated.loc["sc/L0_rep0", "decoder"] == "pymatching/calibration"
+    assert calibrated.loc["sc/L0_rep0", "decoder"] == "pymatching-correlated/calibration"
+    assert (calibrated["circuit_distance"] == 3).all() and set(calibrated["layout"]) == {"native", "routed"}
     assert (calibrated["raw_errors"] == uniform["raw_errors"]).all()  # same data, only the decoder differs
     assert (calibrated["decoded_rate"] < calibrated["raw_rate"]).all()
-    # The device-aware model knows where the routing put the noise: it should not do worse.
+    # The device-aware model knows where the noise is (idle time, readout asymmetry): not worse.
     sc = [k for k in calibrated.index if k.startswith("sc/")]
     assert calibrated.loc[sc, "decoded_errors"].sum() <= uniform.loc[sc, "decoded_errors"].sum() * 1.1

@@ -211,6 +211,10 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                     f"Use a fake IBM backend such as {suggestion} ({len(known)} in all; "
                     f"'qpuflow backends' lists them), {synthetic}."
                 )
+        if exp.get("layout", "routed") != "routed" and exp["kind"] != "surface_code":
+            raise ConfigError(f"{source}: field 'experiments.{name}.layout' is {exp['layout']!r}; native layouts "
+                              f"exist for surface_code experiments, and a {exp['kind']} chain is laid out on "
+                              "neighbouring qubits already. Remove the field.")
         _check_deployment_fields(name, exp, source)
     names = [a["name"] for a in config["accounts"]]
     if len(set(names)) != len(names):

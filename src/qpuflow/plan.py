@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 CIRCUIT_RECIPE_VERSION = 1
 
 _STATE_NAMES = {"0": "0", "1": "1", "+": "plus", "-": "minus"}
-_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits", "study")
+_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits", "study", "layout")
 # Probe delays (microseconds) for the T1 decay curve: a spread around Heron T1s of 100-300 us.
 DEFAULT_PROBE_DELAYS_US = (50.0, 100.0, 200.0)
 PROBE_ARM = "drift_aware"  # the arm whose qubits are chosen from a probe job
@@ -50,6 +50,10 @@ class RunSpec:
     # deliberate repeat of a study under a new name takes new data instead of adopting the
     # first study's jobs, and existing studies keep their run identities.
     study: str | None = None
+    # How the code is laid out on the device: None = by the transpiler (with SWAPs), or a
+    # heavy-hex-native layout ("native", "native_subsystem"; see qpuflow.placement). Left out
+    # of the identity when None, like the fields above.
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         if self.probe_delays_us is not None:
@@ -139,6 +143,7 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             transpiler_seed=transpile["seed"],
             optimization_level=transpile["optimization_level"],
             study=config.get("study") or None,
+            layout=None if exp.get("layout", "routed") == "routed" else exp["layout"],
         )
         if exp["kind"] == "deployment":
             runs.extend(_deployment_runs(exp, {**common, "rounds": exp["rounds"]}))

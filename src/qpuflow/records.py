@@ -148,6 +148,9 @@ class Marker:
     # The transpiled circuit's circuit-level distance under the noise model (None: not a
     # memory experiment, or submitted before distances were checked).
     circuit_distance: int | None = None
+    # Native layouts: where the patch was placed and the logical error predicted there
+    # (qpuflow.placement.Placement.to_json); None for routed runs.
+    placement: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.job_id:

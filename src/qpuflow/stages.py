@@ -26,10 +26,14 @@ def build_circuit(spec: RunSpec, out: Path) -> None:
 def logical_circuit(spec: RunSpec):
     """The run's logical circuit: a memory experiment from stim's generators, or a probe."""
     from qpuflow.circuits import memory_experiment
+    from qpuflow.placement import is_native, native_logical_circuit
     from qpuflow.probe import probe_circuit
 
     if spec.is_probe:
         return probe_circuit(spec)
+    if is_native(spec.layout):
+        return native_logical_circuit(spec.layout, distance=spec.distance, rounds=spec.rounds,
+                                      logical_state=spec.logical_state, name=spec.run)
     kind = "repetition_code" if spec.kind == "deployment" else spec.kind
     circuit, _ = memory_experiment(kind, distance=spec.distance, rounds=spec.rounds,
                                    logical_state=spec.logical_state, name=spec.run)
@@ -58,6 +62,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     the candidate qubits around the calibration-best chain, at a fixed layout. The backend's
     calibration is saved (content-addressed) so the marker can point at what was used.
     """
+    from qpuflow.placement import is_native, native_isa, place_patch
     from qpuflow.qpyio import check_isa_delays
     from qpuflow.transpile import (calibration_snapshot, circuit_fingerprint, isa_summary,
                                    physical_layout, transpile_isa)
@@ -73,8 +78,16 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
             raise ValueError(f"{spec.key}: a deployment arm needs its session's selection file")
         selection = arm_selection(spec, read_json(selection_path, "qubit selection"), selection_path)
         layout = selection["chain"]
-    isa = transpile_isa(circuit, backend, seed=spec.transpiler_seed,
-                        optimization_level=spec.optimization_level, initial_layout=layout)
+    placement = None
+    if is_native(spec.layout):
+        placement = place_patch(spec.layout, distance=spec.distance, logical_state=spec.logical_state,
+                                backend=backend, snapshot=snapshot, snapshot_key=str(snapshot_path),
+                                seed=spec.transpiler_seed, optimization_level=spec.optimization_level)
+        isa = native_isa(circuit, placement, backend, seed=spec.transpiler_seed,
+                         optimization_level=spec.optimization_level)
+    else:
+        isa = transpile_isa(circuit, backend, seed=spec.transpiler_seed,
+                            optimization_level=spec.optimization_level, initial_layout=layout)
     if layout is not None and physical_layout(isa) != list(layout):
         raise ValueError(f"{spec.key}: the transpiler moved the chosen qubits {layout} to "
                          f"{physical_layout(isa)}; refusing to submit a run on qubits nobody chose")
@@ -103,6 +116,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
         "calibration_snapshot": str(snapshot_path),
         "transpiled_time": utc_now(),
         "selection": selection,
+        "placement": placement.to_json() if placement else None,
     }
     write_json_atomic(out_info, info)
     return info
@@ -145,7 +159,8 @@ def require_circuit_distance(spec: RunSpec, info: dict[str, Any], config: dict[s
         return
     experiment = config["experiments"].get(spec.experiment, {})
     cz = info.get("gate_counts", {}).get("cz")
-    cause = (f"laid out {'natively' if experiment.get('layout') == 'native' else 'by the transpiler, with SWAPs'}"
+    native = str(experiment.get("layout", "routed")).startswith("native")
+    cause = (f"laid out {'natively' if native else 'by the transpiler, with SWAPs'}"
              f" on {spec.backend}" + (f": {cz} CZ in {spec.rounds} round(s)" if cz else ""))
     require_distance(spec.key, spec.distance, measured, accepted=bool(experiment.get("accept_distance_loss")),
                      cause=cause)

@@ -560,6 +560,7 @@ def _marker_fields(spec: RunSpec, *, account: str, ctx: _Context, estimated: flo
         pub_index=pub_index,
         batch=batch,
         circuit_distance=(info.get("circuit_distance") or {}).get("distance"),
+        placement=info.get("placement"),
     )
 
 
