@@ -157,7 +157,7 @@ def test_measurement_map_rejects_inconsistent_content():
 @pytest.mark.parametrize(
     "text,fragment",
     [
-        ("R 0 1\nCZ 0 1\nM 0 1", "CZ"),
+        ("R 0 1\nSWAP 0 1\nM 0 1", "SWAP"),
         ("R 0\nX_ERROR(0.1) 0\nM 0", "X_ERROR"),
         ("R 0\nM(0.01) 0", "noise argument"),
         ("R 0\nM !0", "target"),

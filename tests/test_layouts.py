@@ -70,6 +70,7 @@ def test_no_clean_d5_region_on_fake_fez_is_said_not_worked_around(fez):
                     snapshot_key="fez", seed=7, optimization_level=1)
 
 
+@pytest.mark.slow
 def test_native_d3_rate_agrees_with_direct_stim_and_pymatching():
     """The whole local path (stim -> Qiskit circuit -> transpiled at its placement -> simulator
     -> registers -> measurement map -> calibration DEM -> correlated PyMatching) against the same
@@ -90,7 +91,7 @@ def test_native_d3_rate_agrees_with_direct_stim_and_pymatching():
 
     edges, n, _ = coupling_from_target(backend.target)
     patch = next(p for p in find_patches(edges, n, distance=3, basis="Z") if p.qubits == placement.nodes)
-    noisy = median_fez_noise(native_memory_circuit(patch, rounds=3, logical_state="0"))
+    noisy = median_fez_noise(native_memory_circuit(patch, rounds=3, logical_state="0", reset=False))
     events, flips = noisy.compile_detector_sampler(seed=9).sample(shots, separate_observables=True)
     matching = pymatching.Matching.from_detector_error_model(noisy.detector_error_model(decompose_errors=True),
                                                              enable_correlations=True)

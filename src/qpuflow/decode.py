@@ -440,7 +440,7 @@ def _uniform_model(isa: QuantumCircuit, snapshot: Mapping[str, Any], noise_scale
 
 
 def calibration_decoder(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, correlated: bool = True,
-                        noise_scale: float = 1.0) -> tuple[stim.DetectorErrorModel, bool]:
+                        noise_scale: float = 1.0, idle_noise: bool = True) -> tuple[stim.DetectorErrorModel, bool]:
     """(DEM, use correlated matching) for a run: correlated matching when asked (the caller
     asks only for circuits that keep their distance) and no decomposed error has a part that
     fires no detector; otherwise plain matching on :func:`resolve_parallel_edges`. On a
@@ -448,7 +448,8 @@ def calibration_decoder(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, cor
     20k shots: 0.101 against 0.050 with plain matching; 3 rounds: 0.155 against 0.154)."""
     if _uniform_model(isa, snapshot, noise_scale) is not None:
         return calibration_dem(isa, snapshot, noise_scale=noise_scale, correlated=correlated), correlated
-    return decoder_for(isa_detector_circuit(isa, snapshot, noise_scale=noise_scale), correlated=correlated)
+    return decoder_for(isa_detector_circuit(isa, snapshot, noise_scale=noise_scale, idle_noise=idle_noise),
+                       correlated=correlated)
 
 
 def decoder_for(circuit: stim.Circuit, *, correlated: bool) -> tuple[stim.DetectorErrorModel, bool]:

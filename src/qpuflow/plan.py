@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 CIRCUIT_RECIPE_VERSION = 1
 
 _STATE_NAMES = {"0": "0", "1": "1", "+": "plus", "-": "minus"}
-_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits", "study", "layout")
+_OPTIONAL_FIELDS = ("probe_delays_us", "probe_qubits", "study", "layout", "ancilla_reset")
 # Probe delays (microseconds) for the T1 decay curve: a spread around Heron T1s of 100-300 us.
 DEFAULT_PROBE_DELAYS_US = (50.0, 100.0, 200.0)
 PROBE_ARM = "drift_aware"  # the arm whose qubits are chosen from a probe job
@@ -54,6 +54,8 @@ class RunSpec:
     # heavy-hex-native layout ("native", "native_subsystem"; see qpuflow.placement). Left out
     # of the identity when None, like the fields above.
     layout: str | None = None
+    # Native layouts only: whether syndrome and bridge qubits are reset after each readout.
+    ancilla_reset: bool | None = None
 
     def __post_init__(self) -> None:
         if self.probe_delays_us is not None:
@@ -144,6 +146,7 @@ def plan_runs(config: dict[str, Any]) -> list[RunSpec]:
             optimization_level=transpile["optimization_level"],
             study=config.get("study") or None,
             layout=None if exp.get("layout", "routed") == "routed" else exp["layout"],
+            ancilla_reset=None if exp.get("layout", "routed") == "routed" else bool(exp.get("ancilla_reset", False)),
         )
         if exp["kind"] == "deployment":
             runs.extend(_deployment_runs(exp, {**common, "rounds": exp["rounds"]}))

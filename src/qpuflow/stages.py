@@ -33,7 +33,8 @@ def logical_circuit(spec: RunSpec):
         return probe_circuit(spec)
     if is_native(spec.layout):
         return native_logical_circuit(spec.layout, distance=spec.distance, rounds=spec.rounds,
-                                      logical_state=spec.logical_state, name=spec.run)
+                                      logical_state=spec.logical_state, ancilla_reset=bool(spec.ancilla_reset),
+                                      name=spec.run)
     kind = "repetition_code" if spec.kind == "deployment" else spec.kind
     circuit, _ = memory_experiment(kind, distance=spec.distance, rounds=spec.rounds,
                                    logical_state=spec.logical_state, name=spec.run)
@@ -82,7 +83,8 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     if is_native(spec.layout):
         placement = place_patch(spec.layout, distance=spec.distance, logical_state=spec.logical_state,
                                 backend=backend, snapshot=snapshot, snapshot_key=str(snapshot_path),
-                                seed=spec.transpiler_seed, optimization_level=spec.optimization_level)
+                                seed=spec.transpiler_seed, optimization_level=spec.optimization_level,
+                                ancilla_reset=bool(spec.ancilla_reset))
         isa = native_isa(circuit, placement, backend, seed=spec.transpiler_seed,
                          optimization_level=spec.optimization_level)
     else:
