@@ -340,7 +340,7 @@ def test_the_default_study_runs_on_ibm_against_the_strict_emulator(tmp_path, emu
 
     folder, env = _default_study_on_ibm(tmp_path, emu, **changes)
     if changes.get("pubs_per_job") == 1:
-        # Still the service's 5 submissions per user, in a 10 s window instead of 60 s: the 7
+        # Still the service's 5 submissions per user, in a 10 s window instead of 60 s: the 9
         # jobs of the first submit meet the limit and wait it out, in a test of bearable length
         # (bench/benchmarks/ibm_rehearsal.py runs the real minute).
         emu.set_faults(rate_window_seconds=10)
@@ -348,23 +348,23 @@ def test_the_default_study_runs_on_ibm_against_the_strict_emulator(tmp_path, emu
     for job in emu.jobs():
         emu.wait_for(job["id"])
     out = snakemake(folder, "collect", env=env)
-    assert "Completed: 7/7" in out.all
+    assert "Completed: 9/9" in out.all  # 8 surface-code runs (2 round counts x 2 states x 2) + the probe
     snakemake(folder, "submit", env=env, timeout=900)
     for job in emu.jobs():
         emu.wait_for(job["id"])
     out = snakemake(folder, "collect", env=env)
-    assert "Completed: 9/9" in out.all
+    assert "Completed: 11/11" in out.all
     snakemake(folder, "analyze", env=env)
     jobs = emu.jobs()
     per_job = changes.get("pubs_per_job", 8)
-    assert len(jobs) == (9 if per_job == 1 else 3)
+    assert len(jobs) == (11 if per_job == 1 else 3)
     for job in jobs:
         assert len(job["tags"]) <= 8 and all(len(t) <= 86 for t in job["tags"]), job["tags"]
         assert job["status"] == "Completed"
         assert job["program"]["id"] == ("sampler" if changes else "executor")
     assert_one_live_job_per_pack(emu)
     runs = pd.read_csv(folder / "results" / "analysis" / "runs.csv")
-    assert len(runs) == 8 and (runs["status"] == "completed").all()  # the probe is not a memory run
+    assert len(runs) == 10 and (runs["status"] == "completed").all()  # the probe is not a memory run
     surface = runs[runs["experiment"] == "surface_code"]
     assert (surface["decoded_rate"] < surface["raw_rate"]).all()
     if per_job == 1:

@@ -107,7 +107,7 @@ def test_a_changed_run_definition_is_refused_then_accepted_explicitly(study: Pat
 
 def test_a_renamed_experiment_is_new_data(study: Path, small_config: dict):
     snakemake(study, "submit")
-    small_config["experiments"]["sc5"] = {**small_config["experiments"].pop("sc"), "distance": 5}
+    small_config["experiments"]["sc2"] = {**small_config["experiments"].pop("sc"), "rounds": 2}
     write_config(study, small_config)
     snakemake(study, "submit")
     assert len(provider_jobs(study)) == 5
@@ -219,7 +219,7 @@ def test_ctrl_c_during_a_40_run_submit_sends_nothing_after_the_one_in_flight(stu
     emu.set_faults(submit_rate_per_minute=1000)  # this test is about Ctrl-C, not the rate limit
     emu.script("submit", ["delay:0.4"] * 40)
     small_config["experiments"] = {"sc": {**small_config["experiments"]["sc"], "repetitions": 40, "shots": 64,
-                                          "kind": "repetition_code", "logical_states": ["0"]}}
+                                          "kind": "repetition_code", "logical_states": ["0"], "layout": "routed"}}
     use_ibm(study, small_config)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **ibm_env(emu)}
     proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "submit"], cwd=study, env=env,
@@ -461,13 +461,13 @@ def test_a_fresh_clone_walks_the_readme_in_its_own_order(tmp_path: Path):
         outputs[" ".join(command[1:])] = proc
         assert proc.returncode == 0, f"{' '.join(command)} exited {proc.returncode}:\n{proc.all[-3000:]}"
     assert "the arms wait for probe session000_probe" in outputs["--cores 1 submit"].all
-    assert "Completed: 7/7" in outputs["--cores 1 collect"].all
+    assert "Completed: 9/9" in outputs["--cores 1 collect"].all
     assert (clone / "results" / "report.html").stat().st_size > 10000
     assert "fits" in outputs["plan"].all
     # The session's arms (the probe is collected), then the next session 8 h later.
     for step in ("submit", "collect", "analyze"):
         snakemake(clone, step, env=now)
-    assert "Completed: 9/9" in snakemake(clone, "collect", env=now).all
+    assert "Completed: 11/11" in snakemake(clone, "collect", env=now).all
     later = {"QPUFLOW_NOW": "2026-12-01T16:05:00Z"}
     out = snakemake(clone, "submit", env=later)
     assert "session001_probe" in out.all

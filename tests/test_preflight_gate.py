@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from qiskit import qpy
 from qiskit.circuit import CircuitInstruction
-from qiskit.circuit.library import HGate
+from qiskit.circuit.library import CXGate, HGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.stages import PreflightError, require_preflight
@@ -18,13 +18,17 @@ pytestmark = pytest.mark.slow
 
 
 def flip_first_cnot(circuit):
-    """Swap control and target of the first CX: a classic wiring bug."""
+    """Swap control and target of the first CX (a classic wiring bug); in a native circuit,
+    which has only CZ, write the first CZ as a CX (the wrong entangler)."""
     broken = circuit.copy()
     for i, inst in enumerate(broken.data):
         if inst.operation.name == "cx":
             broken.data[i] = inst.replace(qubits=inst.qubits[::-1])
             return broken
-    raise AssertionError("no cx found")
+        if inst.operation.name == "cz":
+            broken.data[i] = inst.replace(operation=CXGate())
+            return broken
+    raise AssertionError("no cx or cz found")
 
 
 def wrong_basis_readout(circuit):

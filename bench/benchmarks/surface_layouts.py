@@ -7,6 +7,9 @@ on the calibration; routed: the transpiler with SWAPs; square: the textbook circ
 lattice, no SWAPs) -> ``sample_isa`` -> the calibration decoder (correlated matching where the
 circuit keeps its distance, plain matching on the routed circuits, which do worse with it).
 
+"native" is the default native layout (ancillas measured without reset), "native_reset" the
+variant with resets (``ancilla_reset: true``).
+
 * ``fake_fez_median``: FakeFez's heavy-hex lattice at its median calibration with every coupler
   alive; the square lattice is a 15x15 grid with the same medians. Idle (T1/T2) noise off, then on.
 * ``fake_fez`` (its own per-qubit calibration, dead couplers, idle noise on, as the default
@@ -64,24 +67,26 @@ def square_backend(median):
 
 
 def build_isa(layout: str, distance: int, rounds: int, backend, snapshot, *, seed: int = TRANSPILER_SEED,
-              nodes: tuple[int, ...] | None = None):
+              nodes: tuple[int, ...] | None = None, reset: bool = False):
     from qpuflow.circuits import memory_experiment
     from qpuflow.placement import Placement, native_isa, native_logical_circuit, place_patch
     from qpuflow.transpile import transpile_isa
 
     if layout == "native":
         placement = place_patch("native", distance=distance, logical_state="0", backend=backend, snapshot=snapshot,
-                                snapshot_key=backend.name, seed=seed, optimization_level=1)
+                                snapshot_key=backend.name, seed=seed, optimization_level=1, ancilla_reset=reset)
         if nodes is not None:
             placement = Placement("native", "Z", nodes, float("nan"), distance, 0, 0, 0, ())
-        circuit = native_logical_circuit("native", distance=distance, rounds=rounds, logical_state="0")
+        circuit = native_logical_circuit("native", distance=distance, rounds=rounds, logical_state="0",
+                                         ancilla_reset=reset)
         return native_isa(circuit, placement, backend, seed=seed, optimization_level=1)
     circuit, _ = memory_experiment("surface_code", distance=distance, rounds=rounds, logical_state="0")
     return transpile_isa(circuit, backend, seed=seed, optimization_level=1)
 
 
 def per_round(layout: str, distance: int, backend, snapshot, *, idle: bool, shots: int, seed: int,
-              transpiler_seed: int = TRANSPILER_SEED, nodes: tuple[int, ...] | None = None) -> dict[str, Any]:
+              transpiler_seed: int = TRANSPILER_SEED, nodes: tuple[int, ...] | None = None,
+              reset: bool = False) -> dict[str, Any]:
     """Per-round error (and interval) of one layout, from 2- and 6-round runs."""
     from qpuflow.circuits import MeasurementMap
     from qpuflow.decode import calibration_decoder, decode_registers
@@ -91,7 +96,7 @@ def per_round(layout: str, distance: int, backend, snapshot, *, idle: bool, shot
 
     errors, cz, correlated, dist = [], [], None, None
     for k, rounds in enumerate(ROUNDS):
-        isa = build_isa(layout, distance, rounds, backend, snapshot, seed=transpiler_seed, nodes=nodes)
+        isa = build_isa(layout, distance, rounds, backend, snapshot, seed=transpiler_seed, nodes=nodes, reset=reset)
         if dist is None:
             dist = circuit_distance(isa, backend, idle_noise=idle).distance
         registers = sample_isa(isa, backend, shots=shots, seed=seed + k, idle_noise=idle)
@@ -133,16 +138,20 @@ def surface_layouts(ctx: Context) -> dict[str, Any]:
     points = {}
     for idle in (False, True):
         tag = "idle" if idle else "noidle"
-        for layout, backend, snap in (("native", median, snapshots["median"]), ("routed", median, snapshots["median"]),
+        for layout, backend, snap in (("native", median, snapshots["median"]),
+                                      ("native_reset", median, snapshots["median"]),
+                                      ("routed", median, snapshots["median"]),
                                       ("square", square, snapshots["square"])):
             for d in distances:
                 ctx.log(f"{layout} d={d} idle={idle}")
-                point = per_round("routed" if layout == "square" else layout, d, backend, snap, idle=idle,
-                                  shots=shots, seed=SEED + d)
+                point = per_round({"square": "routed", "native_reset": "native"}.get(layout, layout), d, backend, snap,
+                                  idle=idle, shots=shots, seed=SEED + d, reset=layout == "native_reset")
                 points[f"median_{tag}_{layout}_d{d}"] = point
                 out[f"median_{tag}_{layout}_d{d}"] = point["per_round"]
         if 5 in distances:
             out[f"median_{tag}_native_lambda"] = out[f"median_{tag}_native_d3"] / out[f"median_{tag}_native_d5"]
+            out[f"median_{tag}_native_reset_lambda"] = (out[f"median_{tag}_native_reset_d3"]
+                                                        / out[f"median_{tag}_native_reset_d5"])
             out[f"median_{tag}_square_lambda"] = out[f"median_{tag}_square_d3"] / out[f"median_{tag}_square_d5"]
             out[f"median_{tag}_native_d5_over_d3"] = out[f"median_{tag}_native_d5"] / out[f"median_{tag}_native_d3"]
 

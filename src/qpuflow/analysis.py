@@ -10,10 +10,10 @@ events and observable flips come from the measurement map, and PyMatching decode
 * beside it (``decoded_uniform_*``): uniform circuit-level noise ``analysis.uniform_p`` on
   the logical circuit and plain matching, the decoder that knows nothing of the device.
 
-Each distinct DEM is built once and all shots of the runs that share it are decoded in one
-batch. Rates are reported raw (no decoding) and decoded, each with a Wilson 95% interval,
-per run and pooled per experiment and logical state; per-round rates come from
-:mod:`qpuflow.rounds`.
+Each distinct DEM is built once (and kept in ``results/decoders/`` for reruns) and all shots
+of the runs that share it are decoded in one batch. Rates are reported raw (no decoding) and
+decoded, each with a Wilson 95% interval, per run and pooled per experiment and logical
+state; per-round rates, SPAM-free over several round counts, come from :mod:`qpuflow.per_round`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -76,49 +76,86 @@ class _Job:
 
 
 class _Decoder:
-    """Builds each DEM and matching graph once and decodes all runs that share it in one batch."""
+    """Decodes jobs grouped by circuit and calibration: each distinct DEM is built (or read from
+    ``results/decoders/``) once and its shots are decoded in one batch."""
 
-    def __init__(self, settings: AnalysisSettings) -> None:
+    def __init__(self, settings: AnalysisSettings, paths: Paths) -> None:
         self.settings = settings
-        self._isa: dict[str, Any] = {}
-
-    def _circuit(self, marker: Marker) -> Any:
-        from qpuflow.qpyio import load_circuit
-
-        if marker.isa_sha256 not in self._isa:
-            self._isa[marker.isa_sha256] = load_circuit(marker.isa_path)
-        return self._isa[marker.isa_sha256]
+        self.paths = paths
 
     def decode_all(self, jobs: list[_Job]) -> dict[str, tuple[Any, Any, str]]:
         """run key -> (primary DecodedRun, uniform DecodedRun, the primary decoder's name)."""
         from qpuflow.circuits import MeasurementMap
-        from qpuflow.decode import calibration_decoder, decode_batch, uniform_dem
+        from qpuflow.decode import decode_batch
 
         groups: dict[tuple[str, str], list[_Job]] = {}
         for job in jobs:
             groups.setdefault((job.circuit, job.marker.calibration_snapshot), []).append(job)
         out: dict[str, tuple[Any, Any, str]] = {}
-        for (_, snapshot_path), members in groups.items():
-            isa = self._circuit(members[0].marker)
+        for members in groups.values():
+            plan = decoder_plan(members[0].marker, self.settings, self.paths)
+            isa = plan[0][2]
             text = isa.metadata["stim_circuit"]
             mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
             registers = [job.registers for job in members]
-            uniform = decode_batch(registers, mmap, uniform_dem(text, self.settings.uniform_p), stim_circuit_text=text)
+            decoded = [decode_batch(registers, mmap, dem, stim_circuit_text=text, correlated=correlated)
+                       for dem, correlated, _ in plan]
+            primary, uniform = decoded[0], decoded[-1]
             name = "pymatching/uniform"
             if self.settings.decoder_noise == "calibration":
-                snapshot = json.loads(Path(snapshot_path).read_text())
-                marker = members[0].marker
-                keeps_distance = (marker.circuit_distance is not None
-                                  and marker.circuit_distance >= int(marker.spec["distance"]))
-                dem, correlated = calibration_decoder(isa, snapshot,
-                                                      correlated=self.settings.correlated_matching and keeps_distance)
-                primary = decode_batch(registers, mmap, dem, stim_circuit_text=text, correlated=correlated)
-                name = f"pymatching{'-correlated' if correlated else ''}/calibration"
-            else:
-                primary = uniform
+                name = f"pymatching{'-correlated' if plan[0][1] else ''}/calibration"
             for job, first, second in zip(members, primary, uniform):
                 out[job.key] = (first, second, name)
         return out
+
+
+def decoder_plan(marker: Marker, settings: AnalysisSettings, paths: Paths) -> list[tuple[Any, bool, Any]]:
+    """``[(DEM, correlated, ISA circuit), ...]`` for a run: the primary decoder first, the
+    uniform one last (once when it is the primary). DEMs are cached in
+    ``results/decoders/`` under the circuit's hash, the calibration snapshot and the decoder,
+    so a rerun of the analysis (and a reviewer's dataset) reuses them."""
+    import stim
+
+    from qpuflow.decode import calibration_decoder, uniform_dem
+    from qpuflow.qpyio import load_circuit
+
+    isa_cache: list[Any] = []
+
+    def isa() -> Any:
+        if not isa_cache:
+            isa_cache.append(load_circuit(marker.isa_path))
+        return isa_cache[0]
+
+    stem = f"{marker.isa_sha256[:16]}-{Path(marker.calibration_snapshot).stem}"
+
+    def cached(name: str, build: Callable[[], tuple[Any, bool]]) -> tuple[Any, bool]:
+        path = paths.decoders_dir / f"{stem}-{name}.dem"
+        flag = path.with_suffix(".correlated")
+        if path.exists():
+            return stim.DetectorErrorModel.from_file(str(path)), flag.exists()
+        dem, correlated = build()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".dem.tmp")
+        dem.to_file(str(tmp))
+        if correlated:
+            flag.touch()
+        tmp.replace(path)
+        return dem, correlated
+
+    uniform_name = f"uniform-p{settings.uniform_p:g}"
+    uniform = cached(uniform_name, lambda: (uniform_dem(isa().metadata["stim_circuit"], settings.uniform_p), False))
+    if settings.decoder_noise != "calibration":
+        dem, correlated = uniform
+        plan = [(dem, correlated)]
+    else:
+        keeps_distance = (marker.circuit_distance is not None
+                          and marker.circuit_distance >= int(marker.spec["distance"]))
+        wants = settings.correlated_matching and keeps_distance
+        snapshot = json.loads(Path(marker.calibration_snapshot).read_text())
+        primary = cached("calibration" + ("-correlated" if wants else ""),
+                         lambda: calibration_decoder(isa(), snapshot, correlated=wants))
+        plan = [primary, uniform]
+    return [(dem, correlated, isa()) for dem, correlated in plan]
 
 
 def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -126,7 +163,7 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
 
     A corrupt marker or result is left out and described in ``problems`` (raised if None).
     """
-    decoder = _Decoder(settings)
+    decoder = _Decoder(settings, paths)
     rows: dict[str, dict[str, Any]] = {}
     provenance, jobs = [], []
     for key, marker in sorted(read_markers(paths, problems=problems).items()):

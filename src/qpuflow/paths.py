@@ -51,6 +51,11 @@ class Paths:
         return self.root / "calibration"
 
     @property
+    def decoders_dir(self) -> Path:
+        """Detector error models the analysis built, one file per circuit, calibration and decoder."""
+        return self.root / "decoders"
+
+    @property
     def exports_dir(self) -> Path:
         return self.root / "ibm_experiments"
 

@@ -35,6 +35,10 @@ class NoCleanRegion(Refusal):
     """No placement of a native patch avoids the device's excluded couplers."""
 
 
+class NativeLayoutLost(Refusal):
+    """A native circuit needed SWAPs at its placement (it is not the circuit it claims to be)."""
+
+
 def basis_of(logical_state: str) -> str:
     """The memory basis of a prepared state: Z for 0/1, X for +/-."""
     return "Z" if logical_state in ("0", "1") else "X"
@@ -163,10 +167,12 @@ def native_isa(circuit: QuantumCircuit, placement: Placement, backend: Any, *, s
 
     layout = placement.layout_for(circuit)
     isa = transpile_isa(circuit, backend, seed=seed, optimization_level=optimization_level, initial_layout=layout)
-    cz, wanted = isa.count_ops().get("cz", 0), circuit.count_ops().get("cz", 0)
+    ops = circuit.count_ops()
+    cz, wanted = isa.count_ops().get("cz", 0), ops.get("cz", 0) + ops.get("cx", 0)
     if physical_layout(isa) != layout or cz != wanted:
-        raise ValueError(f"the native circuit did not keep its placement: {cz} CZ for {wanted}, qubits "
-                         f"{physical_layout(isa)} for {layout}; the transpiler routed it")
+        raise NativeLayoutLost(f"the native circuit {circuit.name!r} did not keep its placement: {cz} CZ for its "
+                               f"{wanted} two-qubit gates, qubits {physical_layout(isa)} for {layout}; the "
+                               "transpiler routed it, so it is not submitted")
     return isa
 
 
