@@ -29,7 +29,7 @@ import pandas as pd
 from qpuflow.collect import read_markers
 from qpuflow.paths import Paths
 from qpuflow.per_round import per_round_table
-from qpuflow.records import Marker, Result, read_or_report
+from qpuflow.records import Marker, Result, read_or_report, write_json_atomic
 from qpuflow.stats import wilson_interval
 
 TABLES = ("runs", "summary", "per_round", "detection_rounds", "provenance", "sessions", "session_stats")
@@ -94,9 +94,9 @@ class _Decoder:
         out: dict[str, tuple[Any, Any, str]] = {}
         for members in groups.values():
             plan = decoder_plan(members[0].marker, self.settings, self.paths)
-            isa = plan[0][2]
-            text = isa.metadata["stim_circuit"]
-            mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
+            metadata = plan[0][2]
+            text = metadata["stim_circuit"]
+            mmap = MeasurementMap.from_json(metadata["measurement_map"])
             registers = [job.registers for job in members]
             decoded = [decode_batch(registers, mmap, dem, stim_circuit_text=text, correlated=correlated)
                        for dem, correlated, _ in plan]
@@ -109,11 +109,17 @@ class _Decoder:
         return out
 
 
-def decoder_plan(marker: Marker, settings: AnalysisSettings, paths: Paths) -> list[tuple[Any, bool, Any]]:
-    """``[(DEM, correlated, ISA circuit), ...]`` for a run: the primary decoder first, the
-    uniform one last (once when it is the primary). DEMs are cached in
-    ``results/decoders/`` under the circuit's hash, the calibration snapshot and the decoder,
-    so a rerun of the analysis (and a reviewer's dataset) reuses them."""
+DECODING_METADATA = ("stim_circuit", "measurement_map")
+
+
+def decoder_plan(marker: Marker, settings: AnalysisSettings,
+                 paths: Paths) -> list[tuple[Any, bool, dict[str, Any]]]:
+    """``[(DEM, correlated, decoding metadata), ...]`` for a run: the primary decoder first,
+    the uniform one last (once when it is the primary). The metadata are the ISA circuit's
+    ``stim_circuit`` and ``measurement_map``. DEMs are cached in ``results/decoders/`` under
+    the circuit's hash, the calibration snapshot and the decoder, and the metadata under the
+    circuit's hash, so a rerun of the analysis (and a reviewer's dataset) reuses them without
+    reading the QPY file."""
     import stim
 
     from qpuflow.decode import calibration_decoder, uniform_dem
@@ -127,6 +133,12 @@ def decoder_plan(marker: Marker, settings: AnalysisSettings, paths: Paths) -> li
         return isa_cache[0]
 
     stem = f"{marker.isa_sha256[:16]}-{Path(marker.calibration_snapshot).stem}"
+    metadata_path = paths.decoders_dir / f"{marker.isa_sha256[:16]}.circuit.json"
+    if metadata_path.exists():
+        metadata = json.loads(metadata_path.read_text())
+    else:
+        metadata = {key: isa().metadata[key] for key in DECODING_METADATA}
+        write_json_atomic(metadata_path, metadata)
 
     def cached(name: str, build: Callable[[], tuple[Any, bool]]) -> tuple[Any, bool]:
         path = paths.decoders_dir / f"{stem}-{name}.dem"
@@ -155,7 +167,7 @@ def decoder_plan(marker: Marker, settings: AnalysisSettings, paths: Paths) -> li
         primary = cached("calibration" + ("-correlated" if wants else ""),
                          lambda: calibration_decoder(isa(), snapshot, correlated=wants))
         plan = [primary, uniform]
-    return [(dem, correlated, isa()) for dem, correlated in plan]
+    return [(dem, correlated, metadata) for dem, correlated in plan]
 
 
 def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None = None) -> dict[str, pd.DataFrame]:

@@ -27,15 +27,26 @@ GROUP = ["experiment", "kind", "logical_state", "distance", "layout", "backend"]
 def per_round_error(points: Sequence[tuple[int, float]], weights: Sequence[float] | None = None) -> float:
     """Error per round from ``(rounds, failure probability)`` points (see the module)."""
     r = np.array([p[0] for p in points], dtype=float)
-    fidelity = np.array([1 - 2 * p[1] for p in points], dtype=float)
-    if np.any(fidelity <= 0):
-        return 0.5  # at or past a coin toss: no memory left to measure
-    y = np.log(fidelity)
-    if len(set(r)) == 1:
-        return float((1 - math.exp(float(y.mean()) / float(r[0]))) / 2)
-    w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=float)
-    slope = np.polyfit(r, y, 1, w=np.sqrt(w))[0]
-    return float(min(0.5, max(0.0, (1 - math.exp(slope)) / 2)))
+    p = np.array([[pt[1] for pt in points]], dtype=float)
+    w = np.ones((1, len(r))) if weights is None else np.asarray(weights, dtype=float)[None, :]
+    return float(_per_round_errors(r, p, w)[0])
+
+
+def _per_round_errors(r: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`per_round_error` for every row of ``p`` (failure probabilities at round counts
+    ``r``) with weights ``w`` at once: the weighted least-squares slope in closed form, so a
+    bootstrap of thousands of resamples costs one array operation."""
+    fidelity = 1 - 2 * p
+    dead = np.any(fidelity <= 0, axis=1)  # at or past a coin toss: no memory left to measure
+    y = np.log(np.where(fidelity > 0, fidelity, 1.0))
+    if len(set(r.tolist())) == 1:
+        eps = (1 - np.exp(y.mean(axis=1) / r[0])) / 2
+    else:
+        r_bar = (w * r).sum(axis=1, keepdims=True) / w.sum(axis=1, keepdims=True)
+        y_bar = (w * y).sum(axis=1, keepdims=True) / w.sum(axis=1, keepdims=True)
+        slope = (w * (r - r_bar) * (y - y_bar)).sum(axis=1) / (w * (r - r_bar) ** 2).sum(axis=1)
+        eps = np.clip((1 - np.exp(slope)) / 2, 0.0, 0.5)
+    return np.where(dead, 0.5, eps)
 
 
 def _weights(shots: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -47,11 +58,13 @@ def _weights(shots: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def fit(rounds: np.ndarray, shots: np.ndarray, errors: np.ndarray, *, seed: int = 0) -> tuple[float, float, float]:
     """(per-round error, 95% low, 95% high) from pooled counts per round count."""
+    rounds = np.asarray(rounds, dtype=float)
     p = errors / shots
     estimate = per_round_error(list(zip(rounds, p)), _weights(shots, p))
     rng = np.random.default_rng(seed)
     draws = rng.binomial(shots.astype(int)[None, :], np.clip(p, 0, 1)[None, :], size=(BOOTSTRAP, len(shots)))
-    boot = [per_round_error(list(zip(rounds, d / shots)), _weights(shots, d / shots)) for d in draws]
+    resampled = draws / shots
+    boot = _per_round_errors(rounds, resampled, _weights(shots[None, :], resampled))
     low, high = np.percentile(boot, [2.5, 97.5])
     return estimate, float(low), float(high)
 
