@@ -117,3 +117,33 @@ def test_token_field_is_rejected(tmp_path):
     config["accounts"][0]["token"] = "not-allowed-here"
     with pytest.raises(ConfigError, match="accounts.0"):
         load_config(write_config(tmp_path, config))
+
+
+def test_an_installed_package_validates_a_config_without_the_checkout(tmp_path: Path):
+    """The schema ships inside the package (package data), not only in workflow/: a copy of the
+    package alone, away from the repository, fills defaults and refuses a bad field."""
+    import fnmatch
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch.fnmatch("schemas/config.schema.yaml", pattern) for pattern in package_data["qpuflow"])
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "src" / "qpuflow", site / "qpuflow", ignore=shutil.ignore_patterns("__pycache__"))
+    script = (
+        "import qpuflow, yaml\n"
+        "from qpuflow.config import validate_config, ConfigError\n"
+        f"assert qpuflow.__file__.startswith({str(site)!r}), qpuflow.__file__\n"
+        f"config = yaml.safe_load(open({str(REPO / 'config.yaml')!r}))\n"
+        "filled = validate_config(config)\n"
+        "assert filled['analysis']['decoder_noise'] == 'calibration'\n"
+        f"config = yaml.safe_load(open({str(REPO / 'config.yaml')!r}))\n"
+        "config['experiments']['surface_code']['shots'] = -5\n"
+        "try:\n    validate_config(config)\nexcept ConfigError as exc:\n    print('REFUSED', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "REFUSED" in proc.stdout and "shots" in proc.stdout

@@ -1,6 +1,6 @@
 """Loading and validating a study's ``config.yaml``.
 
-Validation happens in two layers: the JSON schema in ``workflow/schemas`` (through
+Validation happens in two layers: the JSON schema in ``qpuflow/schemas`` (through
 ``snakemake.utils.validate``, which also fills defaults) and a few checks a schema cannot say
 well (odd distances, fields that make no sense for an experiment's kind, backend names).
 Every failure is a :class:`ConfigError` naming the file, the field and the value.
@@ -9,16 +9,19 @@ Every failure is a :class:`ConfigError` naming the file, the field and the value
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from qpuflow.backend_names import (SYNTHETIC_MAX_ERROR, fake_backend_names, is_synthetic_backend,  # noqa: F401
+                                   median_backend_base, synthetic_backend_spec)
 from qpuflow.errors import QpuflowError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package, so an installed qpuflow (not only a checkout) validates configs;
+# workflow/schemas/config.schema.yaml, where the snakemake-workflows catalogue looks, links here.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 # Fields that belong to one kind only; a user who sets them elsewhere has misunderstood
 # something, and silently ignoring the value would hide that.
@@ -29,6 +32,8 @@ _KIND_ONLY_FIELDS = {
     "schedule": {"deployment"},
     "probe": {"deployment"},
     "order_seed": {"deployment"},
+    "endpoint": {"deployment"},
+    "power": {"deployment"},
     "repetitions": {"surface_code", "repetition_code"},
 }
 
@@ -253,72 +258,3 @@ def _check_deployment_fields(name: str, exp: dict[str, Any], source: str) -> Non
         except ValueError:
             raise ConfigError(f"{source}: field 'experiments.{name}.schedule.start' is {start!r}, not an "
                               "ISO-8601 time; write e.g. 2026-12-01T08:00:00Z.") from None
-
-
-# Synthetic backends of the local simulator: a square grid or a line of qubits with the
-# same error p on every operation (see qpuflow.transpile.load_backend). The digits are the
-# decimals of p, so uniform_grid_p001 has p = 0.001 and uniform_grid_p0 is noiseless.
-_SYNTHETIC_BACKEND = re.compile(r"uniform_(grid|line)_p([0-9]+)")
-SYNTHETIC_MAX_ERROR = 0.5
-
-
-def synthetic_backend_spec(name: str) -> tuple[str, float] | None:
-    """``(topology, p)`` of a synthetic uniform-noise backend name, ``None`` for other names.
-
-    >>> synthetic_backend_spec("uniform_grid_p001")
-    ('grid', 0.001)
-    >>> synthetic_backend_spec("fake_fez") is None
-    True
-
-    Raises:
-        ValueError: the name has the synthetic form but ``p`` is above
-            :data:`SYNTHETIC_MAX_ERROR` (a readout that is wrong more often than right).
-    """
-    match = _SYNTHETIC_BACKEND.fullmatch(str(name))
-    if match is None:
-        return None
-    p = float("0." + match.group(2))
-    if p > SYNTHETIC_MAX_ERROR:
-        raise ValueError(
-            f"synthetic backend {name!r} has p = {p}, above {SYNTHETIC_MAX_ERROR}; the digits "
-            "after 'p' are the decimals of the error probability (uniform_grid_p001 is p = 0.001)"
-        )
-    return match.group(1), p
-
-
-def median_backend_base(name: str) -> str | None:
-    """The fake backend a ``<fake backend>_median`` name is built from, else None.
-
-    ``fake_fez_median`` is FakeFez's heavy-hex coupling map with every qubit and coupler at
-    the device's median calibration and no dead coupler (see
-    :func:`qpuflow.transpile.median_backend`).
-
-    >>> median_backend_base("fake_fez_median"), median_backend_base("fake_fez")
-    ('fake_fez', None)
-    """
-    base = str(name).removesuffix("_median")
-    return base if base != name and base in fake_backend_names() else None
-
-
-def is_synthetic_backend(name: str) -> bool:
-    """True for a valid synthetic backend name: uniform noise (``uniform_grid_p001`` etc.) or a
-    median-calibration copy of a fake device (``fake_fez_median``)."""
-    try:
-        return synthetic_backend_spec(name) is not None or median_backend_base(name) is not None
-    except ValueError:
-        return False
-
-
-def fake_backend_names() -> list[str]:
-    """Names of the fake backends shipped with qiskit-ibm-runtime, found without importing it.
-
-    Importing ``qiskit_ibm_runtime`` costs about 2 s, too much for every Snakemake parse, so
-    the names are read from the package's data folders (``fake_provider/backends/<name>/``).
-    """
-    spec = importlib.util.find_spec("qiskit_ibm_runtime")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    root = Path(list(spec.submodule_search_locations)[0]) / "fake_provider" / "backends"
-    return sorted(
-        f"fake_{d.name}" for d in root.iterdir() if d.is_dir() and any(d.glob("conf_*.json"))
-    )

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from qpuflow.collect import JobStatusRow
 from qpuflow.ledger import Ledger
 from qpuflow.paths import Paths
 from qpuflow.provenance import parse_time
 from qpuflow.records import Result, write_json_atomic
+
+if TYPE_CHECKING:  # annotations only: no import of a higher layer at run time
+    from qpuflow.collect import JobStatusRow
 
 
 def _stamped(directory: Path, prefix: str, suffix: str, when: datetime) -> Path:

@@ -51,29 +51,26 @@ def submit_pending(specs: Sequence[RunSpec], config: dict[str, Any], paths: Path
     default: whichever account has most budget left.
     """
     from qpuflow.batches import plan_jobs, pubs_per_job
-    from qpuflow.plan import plan_retries
-    from qpuflow.records import Result
     from qpuflow.campaign import check_campaign_start
-    from qpuflow.rebuild import planning_events
+    from qpuflow.errors import Refusal
+    from qpuflow.planner import decide, planned_runs
     from qpuflow.schedule import now
-    from qpuflow.sessions import plan_submissions
     from qpuflow.submit import check_pending_budget, submit_packs
 
-    def failed(key: str) -> bool:
-        return paths.result(key).exists() and Result.read(paths.result(key)).status == "failed"
-
-    specs = list(specs) + plan_retries(list(specs), failed, int(config["provider"].get("retries", 0)))
-    # The same choice as the Snakemake submit target: sessions that are due, arms whose probe
-    # was collected, in their recorded order.
-    runs = {spec.key: spec for spec in specs}
-    events = planning_events(paths)
-    check_campaign_start(config, paths, events, now())  # a campaign that does not fit is not started
-    plan = plan_submissions(runs, config, paths, events, now())
-    for note in plan.notes:
+    # The same planner as the Snakemake submit target: sessions that are due, arms whose probe
+    # was collected, in their recorded order; runs with a marker or an accepted submission
+    # are not sent again (a lost marker is written back from the ledger on the way).
+    runs = planned_runs(config, paths, specs)
+    decision = decide(config, paths, now(), runs=runs)
+    message = decision.refusal(config, "config.yaml")
+    if message:
+        raise Refusal(message)
+    check_campaign_start(config, paths, list(decision.events), now())  # a campaign that does not fit is not started
+    for note in (*decision.records.notes, *decision.waiting):
         print(note, flush=True)
-    specs = [runs[key] for key in plan.keys]
+    specs = [runs[key] for key in decision.due]
     written = []
-    pending = [s for s in specs if not paths.marker(s.key).exists()]
+    pending = [runs[key] for key in decision.pending]
     for spec in pending:
         ensure_isa(spec, config, paths, runs)
     check_pending_budget(pending, config=config, paths=paths)  # all or nothing, before the first job

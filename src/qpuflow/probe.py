@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qpuflow.plan import RunSpec
+if TYPE_CHECKING:  # annotations only: no import of a higher layer at run time
+    from qpuflow.plan import RunSpec
+
 
 # Without visible decay (a qubit far better than the delays can resolve) T1 is not
 # estimated and the reported value stays in use.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import json
 import os
 import tempfile
@@ -21,7 +22,18 @@ from qpuflow.errors import QpuflowError
 
 MARKER_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
-RESULT_STATUSES = ("completed", "failed", "cancelled")
+class ResultStatus(str, enum.Enum):
+    """A result file's outcome. A ``str`` enum: it is written and compared as its word."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+RESULT_STATUSES = tuple(s.value for s in ResultStatus)
 
 
 class CorruptRecordError(QpuflowError, ValueError):
@@ -229,7 +241,7 @@ class Result:
 
     job_id: str
     run_key: str
-    status: str
+    status: ResultStatus
     completion_time: str | None
     usage_seconds: float | None
     registers: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -245,9 +257,10 @@ class Result:
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES:
             raise ValueError(f"status must be one of {RESULT_STATUSES}, got {self.status!r}")
-        if self.status == "completed" and not self.registers:
+        object.__setattr__(self, "status", ResultStatus(self.status))  # read from a file: a word
+        if self.status is ResultStatus.COMPLETED and not self.registers:
             raise ValueError("a completed result needs its registers")
-        if self.status != "completed" and not self.error:
+        if self.status is not ResultStatus.COMPLETED and not self.error:
             raise ValueError(f"a {self.status} result needs the provider's error message")
 
     def bit_arrays(self) -> dict[str, np.ndarray]:
@@ -255,7 +268,7 @@ class Result:
         return {name: unpack_bits(entry) for name, entry in self.registers.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "status": self.status.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: str | Path = "<result>") -> "Result":

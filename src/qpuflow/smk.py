@@ -51,8 +51,8 @@ def _job_logging(smk: Any) -> Iterator[None]:
             handler.close()
 
 
-STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "budget_precheck",
-         "budget_check", "collect", "analyze", "simulate_local")
+STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "submit_run",
+         "budget_precheck", "budget_check", "collect", "collect_run", "analyze", "simulate_local")
 
 
 # The messages of this run's refusals, printed once more at the very end (Snakefile onerror),
@@ -149,6 +149,48 @@ def submit_batch(smk: Any) -> None:
     logging.getLogger("qpuflow.submit").info(
         "submit: %d run(s) of %s/%s in %d job(s): %s", len(markers), smk.wildcards.exp, smk.wildcards.batch,
         len(jobs), ", ".join(sorted(jobs)[:4]) + (" ..." if len(jobs) > 4 else ""))
+
+
+def submit_run(smk: Any) -> None:
+    """One run's marker on request (``snakemake results/submitted/<exp>/<run>.json``): its
+    provider job (the run and its pack-mates) transpiled, checked, paid for and sent, each run
+    once, ever; a run already accepted gets its marker back from the ledger instead."""
+    from qpuflow.stages import ensure_transpiled
+    from qpuflow.submit import check_pending_budget, submit_packs
+
+    from qpuflow.errors import Refusal
+
+    if smk.params.pack["refusal"]:
+        raise Refusal(smk.params.pack["refusal"])
+    paths = Paths.from_config(smk.config)
+    pack = [RunSpec.from_json(dict(spec)) for spec in smk.params.pack["pack"]]
+    selection = list(smk.input.selection)
+    for spec in pack:
+        ensure_transpiled(spec, config=smk.config, paths=paths,
+                          selection_path=Path(selection[0]) if selection else None)
+    check_pending_budget(pack, config=smk.config, paths=paths)
+    markers = submit_packs([pack], config=smk.config, paths=paths)
+    logging.getLogger("qpuflow.submit").info(
+        "submit: %s in job %s (%d run(s) in the job)", smk.wildcards.run, markers[0].job_id, len(markers))
+
+
+def collect_run(smk: Any) -> None:
+    """One run's result on request (``snakemake results/collected/<exp>/<run>.json``): its job
+    polled and, once final, its result downloaded; a job still waiting fails this target with
+    its state (rerun later, or use the collect target, which never fails for waiting jobs)."""
+    from qpuflow.errors import QpuflowError
+    from qpuflow.pipeline import collect as collect_runs
+
+    key = f"{smk.wildcards.exp}/{smk.wildcards.run}"
+    problems: list[str] = []
+    rows = collect_runs(smk.config, Paths.from_config(smk.config), keys=[key], problems=problems)
+    ATTENTION.extend(problems)
+    if not Path(smk.output.result).exists():
+        row = next((r for r in rows if r.run_key == key), None)
+        state = f"is {row.state}" + (f" ({row.error})" if row.error else "") if row else "could not be asked for"
+        job = row.job_id if row else "?"
+        raise QpuflowError(f"{key}: job {job} {state}; its result does not exist yet. Ask again later, or run "
+                           "`snakemake --cores 1 collect`, which waits without failing.")
 
 
 def select_qubits(smk: Any) -> None:
@@ -248,7 +290,10 @@ def analyze(smk: Any) -> None:
     write_tables(tables, {name: Path(getattr(smk.output, name)) for name in TABLES})
     plot_error_rates(tables["summary"], Path(smk.output.error_rates))
     plot_detection_rounds(tables["detection_rounds"], Path(smk.output.rounds_plot))
-    plot_paired(tables["sessions"], Path(smk.output.sessions_plot))
+    stats = tables["session_stats"]
+    one = not stats.empty and stats["experiment"].nunique() == 1
+    plot_paired(tables["sessions"], Path(smk.output.sessions_plot),
+                summary=dict(zip(stats["quantity"], stats["value"])) if one else None)
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
     print_decoded_summary(tables["summary"])
     print_per_round_summary(tables["per_round"])

@@ -13,7 +13,7 @@ from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
 from qpuflow.qpyio import dump_circuit, load_circuit
-from qpuflow.records import read_json, write_json_atomic
+from qpuflow.records import ResultStatus, read_json, write_json_atomic
 
 
 def build_circuit(spec: RunSpec, out: Path) -> None:
@@ -235,7 +235,7 @@ def select_session(experiment: str, session: int, out: Path, *, config: dict[str
         if probe_marker is None or probe_result is None:
             raise ValueError(f"{experiment} session {session}: the drift-aware arm needs a collected probe")
         marker, result = Marker.read(probe_marker), Result.read(probe_result)
-        if result.status != "completed" or result.job_id != marker.job_id:
+        if result.status is not ResultStatus.COMPLETED or result.job_id != marker.job_id:
             raise ValueError(f"{probe_result}: the probe job {marker.job_id} did not complete; "
                              f"no drift-aware chain can be chosen from it")
         probe_spec = RunSpec.from_json(marker.spec)

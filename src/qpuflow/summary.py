@@ -12,7 +12,8 @@ from typing import Any, Iterable
 
 from qpuflow.collect import JobStatusRow
 from qpuflow.paths import Paths
-from qpuflow.records import Marker, Result
+from qpuflow.providers.base import JobState
+from qpuflow.records import Marker, Result, ResultStatus
 from qpuflow.stats import wilson_interval
 
 
@@ -62,7 +63,7 @@ def summary_table(paths: Paths, markers: dict[str, Marker]) -> list[dict[str, An
         if not result_path.exists():
             continue
         result = Result.read(result_path)
-        if result.status != "completed":
+        if result.status is not ResultStatus.COMPLETED:
             group["failed"] += 1
             continue
         figures = raw_figures(result, measurement_map_of(paths, marker))
@@ -100,12 +101,12 @@ def print_status(rows: Iterable[JobStatusRow], console: Any = None, *, every_job
     rows = list(rows)
     for row in rows:
         state = row.state
-        if not (every_job or row.new or state in ("ERROR", "CANCELLED", "UNKNOWN", "?")):
+        if not (every_job or row.new or state in (JobState.ERROR, JobState.CANCELLED, JobState.UNKNOWN, "?")):
             continue
-        note = f"  ({row.error})" if row.error and state not in {"DONE"} else ""
+        note = f"  ({row.error})" if row.error and state != JobState.DONE else ""
         console.print(f"Job {row.job_id}: {state}  [dim]{row.run_key}[/dim]{note}", highlight=False, soft_wrap=True)
-    completed = sum(r.state == "DONE" for r in rows)
-    failed = sum(r.final and r.state != "DONE" for r in rows)
+    completed = sum(r.state == JobState.DONE for r in rows)
+    failed = sum(r.final and r.state != JobState.DONE for r in rows)
     waiting = Counter(r.state for r in rows if not r.final)
     console.print(f"  ✓ Completed: {completed}/{len(rows)}", highlight=False)
     if failed:

@@ -34,7 +34,7 @@ from qiskit.providers import BackendV2, Options, QubitProperties
 from qiskit.transpiler import InstructionProperties, Target, generate_preset_pass_manager
 from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-from qpuflow.config import fake_backend_names, median_backend_base, synthetic_backend_spec
+from qpuflow.backend_names import fake_backend_names, median_backend_base, synthetic_backend_spec
 from qpuflow.errors import QpuflowError
 
 __all__ = [

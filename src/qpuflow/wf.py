@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from qpuflow.config import load_config, validate_config
 from qpuflow.errors import QpuflowError
 from qpuflow.paths import Paths
-from qpuflow.plan import RunSpec, plan_retries, plan_runs
+from qpuflow.plan import RunSpec
+from qpuflow.planner import SubmitDecision, planned_runs
 
 if TYPE_CHECKING:
     from qpuflow.batches import Batch
@@ -29,9 +30,7 @@ class Study:
         self.source = source
         self.paths = Paths.from_config(config, base=Path("."))
         self.results_dir = config["results_dir"]
-        planned = plan_runs(config)
-        retries = plan_retries(planned, self._failed, int(config["provider"].get("retries", 0)))
-        self.runs = {spec.key: spec for spec in planned + retries}
+        self.runs = planned_runs(config, self.paths)
         self.started = utc_now()
         self._notes_printed = False
         self._remove_stale_flags()
@@ -73,12 +72,6 @@ class Study:
         except QpuflowError as exc:
             raise WorkflowError(str(exc)) from None
 
-    def _failed(self, key: str) -> bool:
-        from qpuflow.records import Result
-
-        path = self.paths.result(key)
-        return path.exists() and Result.read(path).status == "failed"
-
     def spec(self, exp: str, run: str) -> RunSpec:
         try:
             return self.runs[f"{exp}/{run}"]
@@ -106,13 +99,13 @@ class Study:
         self.refuse_changed_runs()
         if not self._notes_printed:
             self._notes_printed = True
-            for note in self._plan.notes:
+            for note in self._decision.waiting:
                 print(note, file=sys.stderr)
             if self.problems and not self._batches:
                 # Nothing else to do, so Snakemake would end without its onsuccess: say it now.
                 self.finish()
         pending = self._pending_set
-        return ([str(self._rel(self.paths.marker(key))) for key in self._plan.keys if key not in pending]
+        return ([str(self._rel(self.paths.marker(key))) for key in self._decision.due if key not in pending]
                 + [self.batch_path(batch) for batch in self._batches.values()])
 
     @functools.cached_property
@@ -145,19 +138,16 @@ class Study:
         return self.selection_path(first.experiment, first.run)
 
     @functools.cached_property
-    def _events(self) -> list[dict[str, Any]]:
-        """The ledger, with a line written back for every marker it lacks (a lost ledger must
-        not make submitted runs look new, nor stall a campaign's schedule)."""
-        from qpuflow.rebuild import planning_events
-
-        return planning_events(self.paths)
-
-    @functools.cached_property
-    def _plan(self):
+    def _decision(self) -> SubmitDecision:
+        """The planner's decision (:mod:`qpuflow.planner`), made once per Snakemake run. Reading
+        the records writes back a lost ledger line or marker; what it did is said on stderr."""
+        from qpuflow.planner import decide
         from qpuflow.schedule import now
-        from qpuflow.sessions import plan_submissions
 
-        return plan_submissions(self.runs, self.config, self.paths, self._events, now())
+        decision = decide(self.config, self.paths, now(), runs=self.runs)
+        for note in decision.records.notes:
+            print(note, file=sys.stderr)
+        return decision
 
     def selection_path(self, exp: str, run: str) -> list[str]:
         """The session's selection file for a deployment arm (nothing for other runs)."""
@@ -182,38 +172,23 @@ class Study:
     def _rel(self, path: Path) -> Path:
         return Path(path).relative_to(Path(".").resolve()) if Path(path).is_absolute() else Path(path)
 
-    @functools.cached_property
-    def _state(self):
-        """The records' view of every planned run (see :mod:`qpuflow.study_state`): pending,
-        changed, corrupt. Missing markers are written back from the ledger on the way."""
-        from qpuflow.ledger import LedgerView
-        from qpuflow.study_state import survey
-
-        state = survey(self.runs, self._plan.keys, self.paths, LedgerView(self._events))
-        for note in state.notes:
-            print(note, file=sys.stderr)
-        return state
-
     @property
     def problems(self) -> list[str]:
         """Records found unreadable while planning (reported at the end, exit code 3)."""
-        return self._state.problems if "_state" in self.__dict__ else []
+        return self._decision.records.problems if "_decision" in self.__dict__ else []
 
     def refuse_changed_runs(self) -> None:
         """Stop (before anything is sent or analysed) if submitted runs no longer match the config."""
         from snakemake.exceptions import WorkflowError
 
-        from qpuflow.study_state import refusal
-
-        allowed = {name for name, exp in self.config["experiments"].items() if exp.get("allow_mixed_definitions")}
-        message = refusal(self._state.changed, allowed, self.source)
+        message = self._decision.refusal(self.config, self.source)
         if message:
             raise WorkflowError(message)
 
     @functools.cached_property
     def _pending(self) -> list[str]:
         """Runs without marker and accepted submission, due now: what submit sends."""
-        return self._state.pending
+        return list(self._decision.pending)
 
     @functools.cached_property
     def _pending_set(self) -> frozenset[str]:
@@ -226,6 +201,27 @@ class Study:
         """
         return self._pending
 
+    def run_pack(self, exp: str, run: str) -> dict[str, Any]:
+        """For a request of one run's marker (rule submit_run): ``pack``, the specs of the
+        provider job the run goes out in (its pack-mates too, in PUB order), or empty with
+        ``refusal`` saying why it is not to be submitted now (not a run of the study, a
+        deployment session not due, arms waiting for their probe, already submitted).
+
+        Never raises: Snakemake asks for this for every marker it sees, made or not.
+        """
+        key = f"{exp}/{run}"
+        if key not in self.runs:
+            return {"pack": [], "refusal": f"{key} is not a run of this study ({self.source}); "
+                                          "`qpuflow status` lists them"}
+        for batch in self._batches.values():
+            for job in batch.jobs:
+                if key in job:
+                    return {"pack": [self.runs[k].to_json() for k in job], "refusal": None}
+        if key not in self._decision.due:
+            why = "; ".join(self._decision.waiting) or "it is not due"
+            return {"pack": [], "refusal": f"{key} is not to be submitted now: {why}"}
+        return {"pack": [self.runs[key].to_json()], "refusal": None}  # submitted: the ledger restores it
+
     def transpiled_manifests(self) -> list[str]:
         """One file per pending job, written once its runs are transpiled and checked."""
         return [str(self._rel(self.paths.root / "batches" / b.experiment / f"{b.name}.transpiled.json"))
@@ -235,6 +231,10 @@ class Study:
         """One flag per submitted run, for the `simulate` target (local rehearsals)."""
         return [str(self._rel(self.paths.root / "local_jobs" / "simulated" / f"{self.paths.key_of_marker(p)}.done"))
                 for p in self.paths.marker_files()]
+
+    def submitted_result_paths(self) -> list[str]:
+        """The result file of every run with a marker (rule collected)."""
+        return [str(self._rel(self.paths.result(self.paths.key_of_marker(p)))) for p in self.paths.marker_files()]
 
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""

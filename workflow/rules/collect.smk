@@ -13,6 +13,36 @@ rule collect:
         step("collect", input, output, params, wildcards, log)
 
 
+rule collect_run:
+    """One run's result, on request: `snakemake --cores 1 results/collected/<exp>/<run>.json`.
+
+    Polls the run's job (submitting it first if the run has no marker yet, through
+    submit_run) and downloads its result once the job is final. A job still queued or running
+    fails this target with its state: ask again later, or use the collect target, which exits
+    0 while jobs wait. The marker is ancient(): a result, once written, is never remade.
+    """
+    input:
+        marker=ancient(f"{R}/submitted/{{exp}}/{{run}}.json"),
+    output:
+        result=f"{R}/collected/{{exp}}/{{run}}.json",
+    resources:
+        ibm_api=1,
+    log:
+        "logs/collect/{exp}/{run}.log",
+    localrule: True
+    run:
+        step("collect_run", input, output, params, wildcards, log)
+
+
+rule collected:
+    """Every submitted run's result as its own target (collect_run each): `snakemake --summary
+    collected` shows each run's marker and result and whether it is there. Waiting jobs fail
+    their target (add --keep-going to collect the others); the collect target is the everyday
+    way, one process that exits 0 while jobs wait."""
+    input:
+        get_submitted_results,
+
+
 rule simulate_local_job:
     """Rehearsals only (provider: local): simulate one submitted job now, on any host.
 

@@ -42,6 +42,16 @@ def get_submit_target(wildcards):
     return STUDY.submit_target()
 
 
+def get_run_pack(wildcards):
+    return STUDY.run_pack(wildcards.exp, wildcards.run)
+
+
+def get_run_selection(wildcards):
+    # Only a run that is to be sent now asks for its session's selection (a refused one is
+    # refused by the rule, with the reason, instead of failing in select_qubits' inputs).
+    return [] if STUDY.run_pack(wildcards.exp, wildcards.run)["refusal"] else get_selection(wildcards)
+
+
 def get_selection(wildcards):
     return STUDY.selection_path(wildcards.exp, wildcards.run)
 
@@ -73,6 +83,10 @@ def get_pending_specs(wildcards):
 
 def get_simulation_flags(wildcards):
     return STUDY.simulation_flags()
+
+
+def get_submitted_results(wildcards):
+    return STUDY.submitted_result_paths()
 
 
 def get_collected_results(wildcards):

@@ -72,3 +72,27 @@ rule submit_batch:
     localrule: True
     run:
         step("submit_batch", input, output, params, wildcards, log)
+
+
+rule submit_run:
+    """One run's marker, on request: `snakemake --cores 1 results/submitted/<exp>/<run>.json`.
+
+    Sends the provider job the run goes out in (with its pack-mates, whose markers are written
+    too), after transpiling, the preflight and the budget check of that job. No file inputs
+    but a deployment arm's selection: a marker, once written, is never made again (and if
+    Snakemake is told to remake it, the ledger gives it back without submitting). Refuses a
+    run that is not due, saying why (a session's schedule, an arm's probe).
+    """
+    input:
+        selection=ancient(get_run_selection),
+    output:
+        marker=f"{R}/submitted/{{exp}}/{{run}}.json",
+    params:
+        pack=get_run_pack,
+    resources:
+        ibm_api=1,
+    log:
+        "logs/submit/{exp}/{run}.log",
+    localrule: True
+    run:
+        step("submit_run", input, output, params, wildcards, log)

@@ -10,6 +10,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from qpuflow.errors import QpuflowError
+from qpuflow.records import ResultStatus
 
 
 class JobState(str, enum.Enum):
@@ -27,11 +28,11 @@ class JobState(str, enum.Enum):
         return self in (JobState.DONE, JobState.ERROR, JobState.CANCELLED, JobState.UNKNOWN)
 
     @property
-    def result_status(self) -> str:
-        """The result file's status word for a final state."""
+    def result_status(self) -> ResultStatus:
+        """The result file's status for a final state."""
         return {
-            JobState.DONE: "completed", JobState.ERROR: "failed",
-            JobState.CANCELLED: "cancelled", JobState.UNKNOWN: "failed",
+            JobState.DONE: ResultStatus.COMPLETED, JobState.ERROR: ResultStatus.FAILED,
+            JobState.CANCELLED: ResultStatus.CANCELLED, JobState.UNKNOWN: ResultStatus.FAILED,
         }[self]
 
 
