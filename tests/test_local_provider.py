@@ -13,6 +13,7 @@ import pytest
 from qiskit import QuantumCircuit, qpy
 
 from qpuflow.providers.base import JobState, ProviderError
+from qpuflow.drift import DriftModel
 from qpuflow.providers.local import LocalProvider, LocalSettings
 from qpuflow.transpile import load_backend, transpile_isa
 
@@ -150,9 +151,9 @@ def _z(observed: float, expected: float, shots: int) -> float:
 def test_drift_settings_are_read_from_config_and_checked(tmp_path):
     config = {"provider": {"name": "local", "local": {"drift": {"sigma": 0.3, "period_hours": 6, "seed": 4}}}}
     s = LocalSettings.from_config(config, tmp_path)
-    assert (s.drift_sigma, s.drift_period_hours, s.drift_seed) == (0.3, 6.0, 4)
+    assert (s.drift.sigma, s.drift.period_hours, s.drift.seed) == (0.3, 6.0, 4)
     s = LocalSettings.from_config({"provider": {"name": "local"}}, tmp_path)
-    assert (s.drift_sigma, s.drift_period_hours, s.drift_seed) == (0.0, 24.0, 0)
+    assert (s.drift.sigma, s.drift.period_hours, s.drift.seed) == (0.0, 24.0, 0)
     with pytest.raises(ValueError, match="provider.local.drift.sigma"):
         LocalSettings.from_config({"provider": {"local": {"drift": {"sigma": -1}}}}, tmp_path)
     with pytest.raises(ValueError, match="provider.local.drift.period_hours"):
@@ -166,7 +167,7 @@ def test_drift_changes_the_readout_error_a_job_sees(tmp_path, readout_file):
     _, path = readout_file
     fez = load_backend("fake_fez")
     # A period longer than the epoch: bucket 0 whenever the test runs, so the factors are fixed.
-    p = provider(tmp_path, drift_sigma=1.0, drift_period_hours=1e9, drift_seed=5)
+    p = provider(tmp_path, drift=DriftModel(sigma=1.0, period_hours=1e9, seed=5))
     shots = 20000
     job = submit(p, path, shots=shots)
     record = json.loads((p.jobs_dir / f"{job}.json").read_text())
@@ -187,7 +188,7 @@ def test_drift_changes_the_readout_error_a_job_sees(tmp_path, readout_file):
 def test_no_drift_keeps_the_reported_readout_error(tmp_path, readout_file):
     _, path = readout_file
     fez = load_backend("fake_fez")
-    p = provider(tmp_path)  # drift_sigma defaults to 0
+    p = provider(tmp_path)  # no drift by default
     shots = 20000
     ro = p.fetch(submit(p, path, shots=shots)).registers(0)["ro"]
     for i, q in enumerate(READOUT_QUBITS):
@@ -210,12 +211,14 @@ def test_records_without_drift_fields_still_run(tmp_path, isa_file):
 
 
 def test_drifted_backend_keeps_the_reported_calibration_apart():
+    from qpuflow.drift import DriftModel
     from qpuflow.providers.local import job_backend
 
     static = load_backend("fake_fez")
     assert job_backend("fake_fez") is static
-    drifted = job_backend("fake_fez", 0.5, 1, 10)
-    assert drifted is job_backend("fake_fez", 0.5, 1, 10)  # cached per drift period
+    model = DriftModel(sigma=0.5, seed=1)
+    drifted = job_backend("fake_fez", model, 864000.0)
+    assert drifted is job_backend("fake_fez", model, 864000.0)  # cached per device state
     assert drifted.target is not static.target
     assert drifted.target.qubit_properties[7].t1 != static.target.qubit_properties[7].t1
     # The reported calibration (what transpilation and chain selection read) is untouched.
@@ -243,7 +246,7 @@ def test_drift_follows_the_workflow_clock(tmp_path, isa_file, monkeypatch):
     """A QPUFLOW_NOW rehearsal spans days in minutes; the drift period must follow that clock."""
     from qpuflow.providers.local import drift_bucket
 
-    p = provider(tmp_path, drift_sigma=0.5, queue_seconds=3600)
+    p = provider(tmp_path, drift=DriftModel(sigma=0.5), queue_seconds=3600)
     monkeypatch.setenv("QPUFLOW_NOW", "2026-12-01T08:00:00Z")
     first = json.loads((p.jobs_dir / f"{submit(p, isa_file)}.json").read_text())
     monkeypatch.setenv("QPUFLOW_NOW", "2026-12-03T08:00:00Z")

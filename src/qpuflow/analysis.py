@@ -29,7 +29,7 @@ import pandas as pd
 from qpuflow.collect import read_markers
 from qpuflow.paths import Paths
 from qpuflow.per_round import per_round_table
-from qpuflow.records import Marker, Result, read_or_report, write_json_atomic
+from qpuflow.records import Marker, Result, ResultStatus, read_or_report, write_json_atomic
 from qpuflow.stats import wilson_interval
 
 TABLES = ("runs", "summary", "per_round", "detection_rounds", "provenance", "sessions", "session_stats")
@@ -42,6 +42,8 @@ class AnalysisSettings:
     bootstrap_samples: int = 10000
     seed: int = 12345
     correlated_matching: bool = True
+    # deployment experiment -> its primary endpoint (see qpuflow.paired.ENDPOINTS)
+    endpoints: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.decoder_noise not in ("uniform", "calibration"):
@@ -55,7 +57,10 @@ class AnalysisSettings:
         return cls(decoder_noise=section.get("decoder_noise", "calibration"),
                    uniform_p=float(section.get("uniform_p", 1e-3)),
                    bootstrap_samples=int(section.get("bootstrap_samples", 10000)), seed=int(section.get("seed", 12345)),
-                   correlated_matching=bool(section.get("correlated_matching", True)))
+                   correlated_matching=bool(section.get("correlated_matching", True)),
+                   endpoints=tuple((name, str(exp.get("endpoint", "detection_fraction")))
+                                   for name, exp in sorted(config.get("experiments", {}).items())
+                                   if exp.get("kind") == "deployment"))
 
 
 
@@ -185,8 +190,8 @@ def analyse(paths: Paths, settings: AnalysisSettings, problems: list[str] | None
         if marker.spec["kind"] == "probe":
             continue  # probes choose qubits (see results/selection/); they have no logical error rate
         rows[key] = _base_row(key, marker)
-        if result is None or result.status != "completed":
-            rows[key].update(status=result.status if result else "pending", shots=0,
+        if result is None or result.status is not ResultStatus.COMPLETED:
+            rows[key].update(status=result.status.value if result else "pending", shots=0,
                              error=result.error if result else None)
             continue
         rows[key].update(usage_seconds=result.usage_seconds)
@@ -225,7 +230,7 @@ def _base_row(key: str, marker: Marker) -> dict[str, Any]:
 
 def _provenance_row(key: str, marker: Marker, result: Result | None) -> dict[str, Any]:
     return {
-        "run_key": key, "job_id": marker.job_id, "status": result.status if result else "pending",
+        "run_key": key, "job_id": marker.job_id, "status": result.status.value if result else "pending",
         "backend": marker.backend, "physical_qubits": " ".join(map(str, marker.physical_layout)),
         "submission_time": marker.submission_time,
         "completion_time": result.completion_time if result else None,
@@ -242,11 +247,12 @@ def _decoded_columns(decoded: Any, uniform: Any, decoder: str) -> dict[str, Any]
     detectors = sum(decoded.detectors_per_round)
     events = sum(decoded.detection_events_per_round)
     return {
-        "status": "completed", "shots": decoded.shots,
+        "status": ResultStatus.COMPLETED.value, "shots": decoded.shots,
         **_rate_columns("raw", decoded.raw_errors, decoded.shots),
         **_rate_columns("decoded", decoded.decoded_errors, decoded.shots),
         **_rate_columns("decoded_uniform", uniform.decoded_errors, uniform.shots),
         "detection_fraction": events / (detectors * decoded.shots) if detectors and decoded.shots else float("nan"),
+        "detection_events": events, "detector_trials": detectors * decoded.shots,
         "decoder": decoder, "error": None,
     }
 
@@ -266,18 +272,20 @@ def _round_rows(base: dict[str, Any], decoded: Any) -> list[dict[str, Any]]:
 def session_tables(runs: pd.DataFrame, settings: AnalysisSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The deployment study: one row per complete session pair, and the paired statistics.
 
-    Per session: each arm's decoded rate, the chains used, the paired difference
-    (drift_aware minus calibration) and log-odds ratio. Per experiment: mean difference with a
-    seeded paired-bootstrap 95% interval, Wilcoxon signed-rank test, the observed within-pair
-    correlation, effect size d_z, and the sessions needed for 80% power at alpha 0.05 computed
-    from those observed figures (see :mod:`qpuflow.paired`).
+    Per session: each arm's endpoint (the experiment's ``endpoint``, detection-event fraction
+    by default) with its interval, the decoded rate beside it, the chains used, the paired
+    difference (drift_aware minus calibration) with its interval and the decoded rates'
+    log-odds ratio. Per experiment: mean difference with a seeded paired-bootstrap 95%
+    interval, the Wilcoxon signed-rank test, effect size d_z and the within-pair correlation
+    where the data support them (see :mod:`qpuflow.paired`).
     """
     from qpuflow.paired import paired_summary, session_pairs, summary_table
 
     deployment = runs[runs["kind"] == "deployment"] if "kind" in runs else runs.iloc[0:0]
     pair_frames, stat_frames = [], []
     for experiment in sorted(deployment["experiment"].unique()) if not deployment.empty else []:
-        pairs = session_pairs(deployment, experiment=experiment)
+        pairs = session_pairs(deployment, experiment=experiment,
+                              endpoint=dict(settings.endpoints).get(experiment, "detection_fraction"))
         done = deployment[(deployment["experiment"] == experiment) & (deployment["status"] == "completed")]
         for arm in ("calibration", "drift_aware"):
             chains = done[done["arm"] == arm].sort_values("attempt").groupby("session")["chain"].last()
@@ -432,7 +440,7 @@ def print_per_round_summary(per_round: pd.DataFrame, console: Any = None) -> Non
 
 def print_session_summary(stats: pd.DataFrame, console: Any = None, runs: pd.DataFrame | None = None,
                           experiments: Iterable[str] = ()) -> None:
-    """The deployment study's answer in a few lines: difference, interval, test, power; for a
+    """The deployment study's answer in a few lines: difference, interval, test; for a
     deployment experiment (of ``experiments``) without a complete pair yet, what is there."""
     from rich.console import Console
 
@@ -453,13 +461,13 @@ def print_session_summary(stats: pd.DataFrame, console: Any = None, runs: pd.Dat
         n = int(value["n_sessions"])
         line = f"{experiment}: {n} complete session pair(s)"
         if n >= 2:
-            line += (f"; drift_aware - calibration decoded rate {float(value['mean_difference']):+.4f} "
-                     f"(95% bootstrap CI {float(value['ci_low']):+.4f} to {float(value['ci_high']):+.4f}), "
-                     f"Wilcoxon p = {float(value['wilcoxon_p_value']):.3g}, "
-                     f"within-pair r = {float(value['correlation']):.2f}")
-            needed = value.get("sessions_needed")
-            line += (f"; {int(needed)} sessions needed for 80% power at this effect" if needed not in (None, "")
-                     and not pd.isna(needed) else f"; power: {value.get('power_note')}")
+            p_value = float(value["wilcoxon_p_value"])
+            test = f"Wilcoxon p = {p_value:.3g}" if not pd.isna(p_value) else f"no test: {value.get('wilcoxon_note')}"
+            line += (f"; drift_aware - calibration {str(value.get('endpoint', '')).replace('_', ' ')} "
+                     f"{float(value['mean_difference']):+.3g} (95% bootstrap CI {float(value['ci_low']):+.3g} to "
+                     f"{float(value['ci_high']):+.3g}), {test}")
+            if value.get("resolution_note"):
+                line += f"; {value['resolution_note']}"
         else:
             line += "; at least 2 are needed for an interval (see results/analysis/session_stats.csv)"
         console.print(line, highlight=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from qpuflow.batches import job_name, plan_jobs, pubs_per_job
 from qpuflow.budget import estimate_job_seconds, job_usage
+from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import parse_time
@@ -231,4 +232,39 @@ def check_campaign_start(config: dict[str, Any], paths: Paths, events: list[dict
             f"`qpuflow plan --jobs`; shorten the schedule, lower shots, add an account, or set "
             f"budget.allow_campaign_overrun: true in {source} to start anyway."
         )
+    for power in campaign_power(config, paths, plan, at, only_with_floor=True):
+        if power.below_floor and not config["experiments"][power.experiment]["power"].get("accept_low_power", False):
+            raise LowPower(
+                f"not starting the campaign of {source}: {power.verdict()}. Nothing was submitted. Change the "
+                f"design (`qpuflow plan` lists the candidates), or set experiments.{power.experiment}.power."
+                f"accept_low_power: true in {source} to start anyway.")
     return plan
+
+
+class LowPower(Refusal):
+    """A campaign whose prospective power is below its configured floor; it is not started."""
+
+
+def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at: datetime, *,
+                   only_with_floor: bool = False, progress: Any = None) -> list[Any]:
+    """The power plan (:func:`qpuflow.power.plan_power`) of every scheduled deployment
+    experiment (only those with a ``power.floor`` when ``only_with_floor``). The budget a
+    campaign may use is what the accounts can spend in one window, less what the plan puts
+    on the other experiments."""
+    from qpuflow.power import plan_power
+
+    reserve = float(config["budget"]["reserve_seconds"])
+    spendable = sum(a.budget_seconds - reserve - a.used_now for a in plan.accounts)
+    out = []
+    for name, exp in sorted(config["experiments"].items()):
+        if exp["kind"] != "deployment" or not exp.get("schedule"):
+            continue
+        if only_with_floor and (exp.get("power") or {}).get("floor") is None:
+            continue
+        others = sum(j.seconds for j in plan.jobs if not j.run_key.startswith(f"{name}/"))
+        start = (exp.get("schedule") or {}).get("start")
+        epoch = (parse_time(start) if start else at).timestamp()
+        out.append(plan_power(config, name, budget_seconds=max(0.0, spendable - others),
+                              start_epoch=math.floor(epoch / 86400) * 86400, cache_dir=paths.ledger.parent,
+                              progress=progress))
+    return out

@@ -243,7 +243,40 @@ def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: 
             jobs.add_row(job.run_key, job.at.isoformat(timespec="minutes"), f"{job.seconds:.1f}", job.account or "NONE")
         console.print(jobs)
     console.print(f"Campaign: {plan.verdict()}", highlight=False, soft_wrap=True)
-    return 0 if plan.fits else 1
+    low = _print_power(config, paths, plan, console)
+    return 0 if plan.fits and not low else 1
+
+
+def _print_power(config: dict, paths: Paths, plan, console) -> bool:
+    """The prospective power of each scheduled deployment experiment; True if one is below its
+    floor (and not accepted)."""
+    from rich.table import Table
+
+    from qpuflow.campaign import campaign_power
+    from qpuflow.schedule import now
+
+    def progress(done: int, total: int) -> None:
+        if done == 1 or done % 20 == 0 or done == total:
+            print(f"power: simulated session {done}/{total} on the local model", file=sys.stderr, flush=True)
+
+    low = False
+    for power in campaign_power(config, paths, plan, now(), progress=progress):
+        table = Table(title=f"{power.experiment}: prospective power ({power.endpoint.replace('_', ' ')}, "
+                            f"{power.configured.campaigns} simulated campaigns each)")
+        for col in ("sessions", "shots per arm", "QPU s", "power", "power per 1000 QPU s", ""):
+            table.add_column(col, justify="right")
+        for e in power.candidates:
+            mark = " ".join(m for m, on in (("configured", e.design == power.configured.design),
+                                            ("recommended", power.recommended is not None
+                                             and e.design == power.recommended.design)) if on)
+            fits = e.qpu_seconds <= power.budget_seconds
+            table.add_row(str(e.design.sessions), str(e.design.shots), f"{e.qpu_seconds:.0f}" + ("" if fits else " (over)"),
+                          f"{e.power:.2f}", f"{e.power_per_kilosecond:.2f}", mark)
+        console.print(table)
+        console.print(f"Power: {power.verdict()}", highlight=False, soft_wrap=True)
+        accepted = (config["experiments"][power.experiment].get("power") or {}).get("accept_low_power", False)
+        low = low or (power.below_floor and not accepted)
+    return low
 
 
 def _serve_emulator(args: argparse.Namespace) -> int:

@@ -18,24 +18,45 @@ from scipy import stats
 
 ARMS: tuple[str, str] = ("calibration", "drift_aware")
 
+# An endpoint: the runs-table columns of its count and its number of trials, and its unit.
+ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "detection_fraction": ("detection_events", "detector_trials", "detection-event fraction"),
+    "decoded_rate": ("decoded_errors", "shots", "decoded logical error rate (per shot)"),
+    "raw_rate": ("raw_errors", "shots", "raw logical error rate (per shot)"),
+}
+TEST = "Wilcoxon signed-rank, two-sided"
+Z95 = 1.959963984540054
+# Fewer events than this in an arm over the whole study and the endpoint cannot resolve a
+# difference: the summary says so instead of showing derived figures.
+MIN_EVENTS = 10
 
-def session_pairs(runs: pd.DataFrame, *, experiment: str | None = None,
-                  arms: tuple[str, str] = ARMS) -> pd.DataFrame:
+
+def session_pairs(runs: pd.DataFrame, *, experiment: str | None = None, arms: tuple[str, str] = ARMS,
+                  endpoint: str = "decoded_rate") -> pd.DataFrame:
     """One row per (experiment, session) in which both arms completed.
 
-    Columns: experiment, session, shots_<arm>, errors_<arm>, rate_<arm> for both arms,
-    difference (rate of arms[1] minus arms[0]), log_odds_ratio (arms[1] over arms[0], 0.5
-    added to all four cells so zero counts stay finite) and log_odds_ratio_se.
-    A retried arm counts once, with its highest attempt, so a session is never weighted twice.
+    Columns: experiment, session, endpoint; per arm ``shots_<arm>``, ``errors_<arm>`` and
+    ``rate_<arm>`` (the decoded logical rate, always kept as a secondary outcome),
+    ``count_<arm>`` and ``trials_<arm>`` (the endpoint's events and chances),
+    ``value_<arm>`` (the endpoint) and ``se_<arm>`` (its binomial standard error, from
+    ``(count + 0.5) / (trials + 1)`` so that a zero count still has a width); ``difference``
+    (endpoint of arms[1] minus arms[0]) with ``difference_ci_low``/``_high`` (95%, normal
+    approximation of the two arms' binomial errors); ``log_odds_ratio`` of the decoded rates
+    (0.5 added to all four cells) and its SE. A retried arm counts once, with its highest
+    attempt, so a session is never weighted twice.
 
     >>> runs = pd.DataFrame({"experiment": "dep", "session": [0, 0], "arm": list(ARMS),
     ...     "status": "completed", "shots": 100, "decoded_errors": [10, 5], "attempt": 1})
     >>> session_pairs(runs)[["session", "rate_calibration", "rate_drift_aware", "difference"]].to_dict("records")
     [{'session': 0, 'rate_calibration': 0.1, 'rate_drift_aware': 0.05, 'difference': -0.05}]
     """
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
+    count, trials, _ = ENDPOINTS[endpoint]
     first, second = arms
-    columns = ["experiment", "session"] + [f"{q}_{a}" for a in arms for q in ("shots", "errors", "rate")] + [
-        "difference", "log_odds_ratio", "log_odds_ratio_se"]
+    per_arm = ("shots", "errors", "rate", "count", "trials", "value", "se")
+    columns = (["experiment", "session", "endpoint"] + [f"{q}_{a}" for a in arms for q in per_arm]
+               + ["difference", "difference_ci_low", "difference_ci_high", "log_odds_ratio", "log_odds_ratio_se"])
     done = runs[(runs["status"] == "completed") & runs["session"].notna() & runs["arm"].isin(arms)]
     if experiment is not None:
         done = done[done["experiment"] == experiment]
@@ -45,61 +66,30 @@ def session_pairs(runs: pd.DataFrame, *, experiment: str | None = None,
     # Stable sort so that, among equal attempts, the row order of the input decides.
     latest = (done.sort_values("attempt", kind="stable")
               .drop_duplicates(["experiment", "session", "arm"], keep="last"))
-    wide = latest.pivot(index=["experiment", "session"], columns="arm", values=["shots", "decoded_errors"])
+    values = list(dict.fromkeys(["shots", "decoded_errors", count, trials]))
+    wide = latest.pivot(index=["experiment", "session"], columns="arm", values=values)
     # Reindex first: an arm that never completed must still show up as missing, not vanish.
-    wide = wide.reindex(columns=pd.MultiIndex.from_product([["shots", "decoded_errors"], arms])).dropna()
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([values, arms])).dropna()
     out = pd.DataFrame({"experiment": wide.index.get_level_values(0),
-                        "session": wide.index.get_level_values(1).astype(int)})
+                        "session": wide.index.get_level_values(1).astype(int), "endpoint": endpoint})
     for arm in arms:
         shots = wide[("shots", arm)].to_numpy(dtype=int)
         errors = wide[("decoded_errors", arm)].to_numpy(dtype=int)
+        k, n = wide[(count, arm)].to_numpy(dtype=float), wide[(trials, arm)].to_numpy(dtype=float)
         out[f"shots_{arm}"], out[f"errors_{arm}"] = shots, errors
         out[f"rate_{arm}"] = errors / np.where(shots > 0, shots, np.nan)
-    out["difference"] = out[f"rate_{second}"] - out[f"rate_{first}"]
+        out[f"count_{arm}"], out[f"trials_{arm}"] = k.astype(int), n.astype(int)
+        out[f"value_{arm}"] = k / np.where(n > 0, n, np.nan)
+        smoothed = (k + 0.5) / (n + 1)
+        out[f"se_{arm}"] = np.sqrt(smoothed * (1 - smoothed) / np.where(n > 0, n, np.nan))
+    out["difference"] = out[f"value_{second}"] - out[f"value_{first}"]
+    half = Z95 * np.sqrt(out[f"se_{first}"] ** 2 + out[f"se_{second}"] ** 2)
+    out["difference_ci_low"], out["difference_ci_high"] = out["difference"] - half, out["difference"] + half
     cells = {arm: (out[f"errors_{arm}"] + 0.5, out[f"shots_{arm}"] - out[f"errors_{arm}"] + 0.5) for arm in arms}
     out["log_odds_ratio"] = (np.log(cells[second][0] / cells[second][1])
                              - np.log(cells[first][0] / cells[first][1]))
     out["log_odds_ratio_se"] = np.sqrt(sum(1 / c for pair in cells.values() for c in pair))
     return out[columns].sort_values(["experiment", "session"], ignore_index=True)
-
-
-def _power(effect_size: float, n: int, alpha: float) -> float:
-    """Two-sided paired t-test power: P(|T'| > t_crit), T' ~ nct(n-1, d*sqrt(n))."""
-    df, nc = n - 1, abs(effect_size) * math.sqrt(n)
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    wrong_side = float(stats.nct.cdf(-crit, df, nc))
-    # scipy's nct returns NaN instead of ~0 deep in the tail opposite to the effect; that tail
-    # is bounded by the (finite) mass below +crit, so NaN there only ever means "negligible".
-    if math.isnan(wrong_side):
-        wrong_side = 0.0
-    return float(stats.nct.sf(crit, df, nc)) + wrong_side
-
-
-def required_sessions(effect_size: float, *, alpha: float = 0.05, power: float = 0.8,
-                      max_n: int = 100000) -> int | None:
-    """Smallest n >= 2 at which a two-sided paired t-test with effect d_z reaches `power`.
-
-    None if the effect is zero (or not finite) or even `max_n` sessions are not enough.
-
-    >>> [required_sessions(d) for d in (0.8, 0.5, 0.2)]  # G*Power's values
-    [15, 34, 199]
-    """
-    if not math.isfinite(effect_size) or effect_size == 0:
-        return None
-    # Power grows with n for a fixed effect: doubling then bisection needs O(log n) power
-    # evaluations, all near the answer rather than in the extreme tails where nct is fragile.
-    low, high = 1, 2  # invariant: power(low) < target (n=1 has no test), power(high) >= target
-    while _power(effect_size, high, alpha) < power:
-        if high >= max_n:
-            return None
-        low, high = high, min(2 * high, max_n)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _power(effect_size, mid, alpha) >= power:
-            high = mid
-        else:
-            low = mid
-    return high
 
 
 def _sd(values: np.ndarray) -> float:
@@ -111,20 +101,25 @@ def _sd(values: np.ndarray) -> float:
 
 
 def paired_summary(pairs: pd.DataFrame, *, n_bootstrap: int = 10000, seed: int = 12345,
-                   alpha: float = 0.05, power: float = 0.8, arms: tuple[str, str] = ARMS) -> dict[str, Any]:
-    """Across-session summary of `session_pairs` output: effect, uncertainty, test and power.
+                   alpha: float = 0.05, arms: tuple[str, str] = ARMS) -> dict[str, Any]:
+    """Across-session summary of :func:`session_pairs` output, in the endpoint's units.
 
-    The bootstrap resamples whole sessions (the unit of replication). The power analysis uses
-    the observed arm sds and their observed correlation, since pairing only pays off through
-    that correlation. Undefined quantities are NaN (or None for sessions_needed) with a note.
+    The mean paired difference with a bootstrap interval over whole sessions (the unit of
+    replication), the Wilcoxon signed-rank test (the test ``qpuflow plan``'s prospective power
+    is computed for), the effect size d_z and the within-pair correlation. A figure the data
+    cannot support is NaN with a note saying why: no interval or test below 2 sessions, no
+    correlation below 3 or with a constant arm, and, when an arm saw fewer than
+    :data:`MIN_EVENTS` events in all, a note that the endpoint cannot resolve a difference.
+    There is no post-hoc power: power is planned before the campaign (``qpuflow plan``).
     """
     first, second = arms
     diff = pairs["difference"].to_numpy(dtype=float)
-    r1, r2 = pairs[f"rate_{first}"].to_numpy(dtype=float), pairs[f"rate_{second}"].to_numpy(dtype=float)
+    v1, v2 = pairs[f"value_{first}"].to_numpy(dtype=float), pairs[f"value_{second}"].to_numpy(dtype=float)
     n = len(diff)
+    endpoint = str(pairs["endpoint"].iloc[0]) if n and "endpoint" in pairs else ""
     mean = float(diff.mean()) if n else math.nan
-    out: dict[str, Any] = {"n_sessions": n, "mean_difference": mean, "ci_level": 1 - alpha}
-
+    out: dict[str, Any] = {"n_sessions": n, "endpoint": endpoint, "mean_difference": mean,
+                           "ci_level": 1 - alpha, "test": TEST}
     if n >= 2:
         rng = np.random.default_rng(seed)
         means = diff[rng.integers(0, n, size=(n_bootstrap, n))].mean(axis=1)
@@ -136,37 +131,37 @@ def paired_summary(pairs: pd.DataFrame, *, n_bootstrap: int = 10000, seed: int =
     out["wilcoxon_statistic"] = out["wilcoxon_p_value"] = math.nan
     out["wilcoxon_note"] = None
     if n < 2:
-        out["wilcoxon_note"] = f"Wilcoxon test needs at least 2 sessions, got {n}"
+        out["wilcoxon_note"] = f"the test needs at least 2 sessions, got {n}"
     elif np.all(diff == 0):
         out["wilcoxon_note"] = "all paired differences are zero"
     else:
         test = stats.wilcoxon(diff, alternative="two-sided")
         out["wilcoxon_statistic"], out["wilcoxon_p_value"] = float(test.statistic), float(test.pvalue)
 
-    s1, s2, sd_diff = _sd(r1), _sd(r2), _sd(diff)
-    defined = n >= 2 and s1 > 0 and s2 > 0
-    corr = float(np.corrcoef(r1, r2)[0, 1]) if defined else math.nan
-    out.update({f"sd_{first}": s1, f"sd_{second}": s2, "correlation": corr, "sd_difference": sd_diff,
+    s1, s2, sd_diff = _sd(v1), _sd(v2), _sd(diff)
+    out.update({f"sd_{first}": s1, f"sd_{second}": s2, "sd_difference": sd_diff,
                 "effect_size_dz": mean / sd_diff if sd_diff > 0 else math.nan,
+                "correlation": math.nan, "correlation_note": None,
                 "mean_log_odds_ratio": float(pairs["log_odds_ratio"].mean()) if n else math.nan})
-
-    # A constant arm has no defined r, but then the cross term is zero whatever r is.
-    cross = 2 * corr * s1 * s2 if defined else 0.0
-    sd_model = math.sqrt(max(s1 ** 2 + s2 ** 2 - cross, 0.0)) if n >= 2 else math.nan
-    out["power_inputs"] = {"mean_difference": mean, f"sd_{first}": s1, f"sd_{second}": s2,
-                           "correlation": corr, "sd_difference": sd_model, "alpha": alpha, "power": power}
-    out["sessions_needed"], out["power_note"] = None, None
-    if n < 2:
-        out["power_note"] = f"power analysis needs at least 2 sessions, got {n}"
-    elif mean == 0:
-        out["power_note"] = "observed mean difference is zero"
-    elif not (sd_model > 0 and sd_diff > 0):  # the formula can leave ~1e-10 of rounding
-        out["power_note"] = "observed sd of the differences is zero"
+    if n < 3:
+        out["correlation_note"] = f"a correlation needs at least 3 sessions, got {n}"
+    elif not (s1 > 0 and s2 > 0):
+        out["correlation_note"] = "an arm's endpoint is the same in every session"
     else:
-        out["sessions_needed"] = required_sessions(mean / sd_model, alpha=alpha, power=power)
-        if out["sessions_needed"] is None:
-            out["power_note"] = "target power not reached within the search limit"
+        out["correlation"] = float(np.corrcoef(v1, v2)[0, 1])
+    out["resolution_note"] = None
+    if n:
+        count = ENDPOINTS[endpoint][0] if endpoint in ENDPOINTS else "events"
+        fewest = min(_events(pairs, arm, endpoint) for arm in arms)
+        if fewest < MIN_EVENTS:
+            out["resolution_note"] = (f"an arm saw only {fewest:.0f} {count.replace('_', ' ')} in all: the endpoint "
+                                      "cannot resolve a difference at these shots; choose an endpoint with more "
+                                      "events (detection_fraction) or more shots (qpuflow plan)")
     return out
+
+
+def _events(pairs: pd.DataFrame, arm: str, endpoint: str) -> float:
+    return float(pairs[f"count_{arm}"].sum())
 
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
@@ -185,47 +180,67 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "value"], dtype=object)
 
 
-def plot_paired(pairs: pd.DataFrame, path: Path, *, arms: tuple[str, str] = ARMS) -> None:
-    """Paired rates per session (left) and the distribution of differences (right) as a PNG.
+def plot_paired(pairs: pd.DataFrame, path: Path, *, arms: tuple[str, str] = ARMS,
+                summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The deployment study as a PNG, in the endpoint's units, every session visible.
 
-    With fewer than two sessions there is nothing to compare, so the figure says so instead.
+    Left: each arm's endpoint per session with its 95% interval (arms side by side, the axis
+    from zero). Right: the paired difference per session with its 95% interval, the zero
+    line, and, from 2 sessions on, the mean difference with its bootstrap interval (from
+    ``summary``, :func:`paired_summary`). With no complete pair the figure says so. Returns
+    what was drawn (sessions, both panels' y ranges, the message shown if any).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-    complete = all(f"rate_{arm}" in pairs for arm in arms) and "difference" in pairs
-    n = len(pairs) if complete else 0  # no pair yet: the table has no rate columns
-    rates = [pairs[f"rate_{arm}"].to_numpy(dtype=float) if complete else np.zeros(0) for arm in arms]
-    diff = pairs["difference"].to_numpy(dtype=float) if complete else np.zeros(0)
-    for r1, r2 in zip(*rates):
-        left.plot([0, 1], [r1, r2], color="0.7", lw=1, zorder=1)
-    for x, (arm, values) in enumerate(zip(arms, rates)):
-        left.scatter(np.full(n, x), values, s=18, zorder=2)
+    complete = "difference" in pairs and len(pairs) > 0 and all(f"value_{a}" in pairs for a in arms)
+    n = len(pairs) if complete else 0
+    endpoint = str(pairs["endpoint"].iloc[0]) if n else ""
+    unit = ENDPOINTS.get(endpoint, ("", "", "endpoint"))[2]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    x = np.arange(n)
+    for offset, arm, color in ((-0.15, arms[0], "C0"), (0.15, arms[1], "C1")):
         if n:
-            left.hlines(values.mean(), x - 0.15, x + 0.15, color="black", lw=2.5, zorder=3)
-    left.set_xticks([0, 1], list(arms))
-    left.set_xlim(-0.5, 1.5)
-    left.set_ylabel("decoded logical error rate")
-    left.set_title("per-session paired rates (bar: mean)")
-
+            values, se = pairs[f"value_{arm}"].to_numpy(float), pairs[f"se_{arm}"].to_numpy(float)
+            left.errorbar(x + offset, values, yerr=Z95 * se, fmt="o", ms=3, color=color, capsize=2,
+                          elinewidth=1, label=arm)
+    left.set_ylim(bottom=0)
+    left.set_xlabel("session")
+    left.set_ylabel(unit)
+    left.set_title(f"each arm per session (95% intervals), n = {n}")
     if n:
-        right.hist(diff, bins=min(20, max(3, n // 2)), color="C0", alpha=0.4)
-        # Jittered strip along the bottom so individual sessions stay visible in small studies.
-        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, n)
-        right.scatter(diff, jitter * 0.5, color="C0", s=14, zorder=3)
-        right.axvline(diff.mean(), color="C3", label=f"mean {diff.mean():+.4f}")
-    right.axvline(0, color="black", lw=1, ls="--", label="zero")
-    right.set_xlabel(f"rate {arms[1]} - rate {arms[0]}")
-    right.set_title("paired differences")
+        left.legend(fontsize=8, loc="lower right")
+        diff = pairs["difference"].to_numpy(float)
+        low, high = pairs["difference_ci_low"].to_numpy(float), pairs["difference_ci_high"].to_numpy(float)
+        right.errorbar(x, diff, yerr=[diff - low, high - diff], fmt="o", ms=3, color="C2", capsize=2, elinewidth=1,
+                       label="per session, 95%")
+        if n >= 2 and summary is not None and math.isfinite(summary.get("ci_low", math.nan)):
+            mean, ci = summary["mean_difference"], (summary["ci_low"], summary["ci_high"])
+            right.axhspan(*ci, color="C3", alpha=0.15)
+            right.axhline(mean, color="C3", lw=1.5,
+                          label=f"mean {mean:+.3g} [{ci[0]:+.3g}, {ci[1]:+.3g}]")
+        span = max(np.nanmax(np.abs([low, high])), 1e-12) * 1.1
+        right.set_ylim(-span, span)  # symmetric: zero in the middle, every interval whole
+    else:
+        right.set_ylim(-1, 1)
+    right.axhline(0, color="black", lw=1, ls="--", label="zero")
+    right.set_xlabel("session")
+    right.set_ylabel(f"{arms[1]} - {arms[0]}")
+    right.set_title("paired difference per session")
     right.legend(loc="upper right", fontsize=8)
+    for ax in (left, right):
+        ax.set_xlim(-0.6, max(n, 1) - 0.4)
     if n < 2:
-        message = "no sessions with both arms completed" if n == 0 else "only 1 paired session: no distribution"
+        message = "no session with both arms completed" if n == 0 else "1 paired session: no interval or test yet"
         fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=12,
                  bbox={"facecolor": "white", "edgecolor": "0.5"})
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    drawn = {"sessions": n, "value_ylim": left.get_ylim(), "difference_ylim": right.get_ylim(),
+             "message": message if n < 2 else None,
+             "points": sum(len(line.get_xdata()) for line in right.get_lines() if line.get_marker() == "o")}
     plt.close(fig)
+    return drawn

@@ -67,6 +67,7 @@ __all__ = [
     "sample_isa",
     "is_product_circuit",
     "drifted_target",
+    "drifted_target_at",
     "drift_factors",
     "scaled_target",
     "preflight_check",
@@ -439,6 +440,7 @@ def _sub_target(
     target: Target,
     physical: tuple[int, ...] | None = None,
     factors: Mapping[int, float] | None = None,
+    t1_factors: Mapping[int, float] | None = None,
 ) -> Target:
     """Copy ``target`` onto ``physical`` (renumbered 0, 1, ...), with per-qubit noise factors.
 
@@ -446,6 +448,8 @@ def _sub_target(
     and T2 divided by ``f``; an instruction on qubits ``q_1..q_k`` gets its error multiplied
     by the geometric mean of their factors (``f`` for one qubit, ``sqrt(f_a f_b)`` for two),
     clipped to 1/2 for readout and to ``d / (d + 1)`` for gates. Missing factors are 1.
+    ``t1_factors``, if given, divide T1 and T2 instead of ``factors`` (a defect event takes
+    a qubit's T1 without touching its gate errors).
     """
     whole = physical is None
     if whole:
@@ -461,7 +465,8 @@ def _sub_target(
         min_length=target.min_length,
         pulse_alignment=target.pulse_alignment,
         acquire_alignment=target.acquire_alignment,
-        qubit_properties=[_scaled_qubit(qps[p], factors.get(p, 1.0)) for p in physical] if qps else None,
+        qubit_properties=[_scaled_qubit(qps[p], (t1_factors if t1_factors is not None else factors).get(p, 1.0))
+                          for p in physical] if qps else None,
         concurrent_measurements=target.concurrent_measurements if whole else None,
     )
     for name in target.operation_names:
@@ -575,6 +580,49 @@ def drifted_target(target: Target, *, sigma: float, seed: int, bucket: int) -> T
     """
     f = drift_factors(target.num_qubits, sigma=sigma, seed=seed, bucket=bucket)
     return _sub_target(target, None, {q: float(v) for q, v in enumerate(f) if v != 1.0})
+
+
+def drifted_target_at(target: Target, model: Any, epoch: float,
+                      readout_pairs: tuple[tuple[float, float], ...] | None = None,
+                      ) -> tuple[Target, tuple[tuple[float, float], ...] | None]:
+    """The device a job at ``epoch`` runs on, under a :class:`qpuflow.drift.DriftModel`: slow
+    factors on every error (T1, T2 divided by them), defect events dividing T1 and T2 further
+    and raising P(0|1) through decay during readout. Returns the Target and the per-qubit
+    ``(P(1|0), P(0|1))`` pairs (drifted the same way), if the device reports them.
+
+    >>> from qpuflow.drift import DriftModel
+    >>> from qpuflow.transpile import load_backend
+    >>> t = load_backend("fake_fez").target
+    >>> d, _ = drifted_target_at(t, DriftModel(), 1e9)
+    >>> d.qubit_properties[5].t1 == t.qubit_properties[5].t1
+    True
+    """
+    from qpuflow.drift import readout_decay_increase
+
+    n = target.num_qubits
+    slow = model.slow_factors(n, epoch)
+    deep = model.defect_factors(n, epoch)
+    factors = {q: float(v) for q, v in enumerate(slow) if v != 1.0}
+    t1 = {q: float(slow[q] * deep[q]) for q in range(n) if slow[q] * deep[q] != 1.0}
+    out = _sub_target(target, None, factors, t1)
+    qps = target.qubit_properties or [None] * n
+    extra = {}
+    for q in np.flatnonzero(deep > 1):
+        q = int(q)
+        before = getattr(qps[q], "t1", None)
+        measure = target["measure"].get((q,)) if "measure" in target.operation_names else None
+        duration = getattr(measure, "duration", None)
+        if before and duration:
+            extra[q] = readout_decay_increase(duration, before / slow[q], before / (slow[q] * deep[q]))
+            prop = out["measure"][(q,)]
+            if prop is not None and prop.error is not None:
+                out.update_instruction_properties("measure", (q,), InstructionProperties(
+                    duration=prop.duration, error=min(_MAX_READOUT_ERROR, prop.error + extra[q] / 2)))
+    pairs = None
+    if readout_pairs is not None:
+        pairs = tuple((min(0.5, a * slow[q]), min(0.5, b * slow[q] + extra.get(q, 0.0)))
+                      for q, (a, b) in enumerate(readout_pairs))
+    return out, pairs
 
 
 # --------------------------------------------------------------------------------------

@@ -7,16 +7,16 @@ a job is QUEUED for ``queue_seconds`` after submission, then RUNNING for ``run_s
 the first process that looks at it after that simulates it, under a per-job lock, so no two
 processes ever write one job. Simulation uses the noise of the fake backend's calibration.
 
-Drift (``provider.local.drift``: ``sigma``, ``period_hours``, ``seed``; off by default): a real
-device's calibration is hours old when a job runs. With ``sigma > 0`` a job is simulated with
-:func:`qpuflow.simulate.drifted_target` of the fake backend's calibration, for the time period
-``floor(submission time / (period_hours * 3600))`` it was submitted in (by the workflow's clock,
-:func:`qpuflow.provenance.clock`, so ``QPUFLOW_NOW`` rehearsals drift too): per qubit, T1/T2 and
-errors off by a factor ``exp(sigma z)`` that changes from period to period. The calibration the
-backend *reports* (``load_backend(name).target``, what transpilation and a calibration-based
-qubit choice see) stays the static one; the drift is only visible in results, which is what a
-probe job measures. The drift settings are stored in the job record at submission, so a job
-is simulated as submitted whatever the configuration says later.
+Drift (``provider.local.drift``; see :mod:`qpuflow.drift`): a real device's calibration is
+hours old when a job runs. A job is simulated on the device state at its submission time (by
+the workflow's clock, :func:`qpuflow.provenance.clock`, so ``QPUFLOW_NOW`` rehearsals drift
+too, on a 10-minute grid): slow per-qubit fluctuations of every error (``sigma``, correlation
+time ``period_hours``) and two-level-system defect events that take a qubit's T1 for hours
+(``defects``). The calibration the backend *reports* (``load_backend(name).target``, what
+transpilation and a calibration-based qubit choice see) stays the static one; the drift is
+only visible in results, which is what a probe job measures. The drift settings are stored in
+the job record at submission, so a job is simulated as submitted whatever the configuration
+says later.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any, Sequence
 from filelock import FileLock
 
 from qpuflow.providers.base import JobInfo, JobOutput, JobState, ProviderError
+from qpuflow.drift import DriftModel, state_epoch
 from qpuflow.provenance import clock
 from qpuflow.records import pack_bits, read_json, unpack_bits, write_json_atomic
 
@@ -51,24 +52,12 @@ class LocalSettings:
     noise_scale: float = 1.0
     idle_noise: bool = True
     fail_tags: tuple[str, ...] = ()
-    drift_sigma: float = 0.0
-    drift_period_hours: float = 24.0
-    drift_seed: int = 0
-
-    def __post_init__(self) -> None:
-        # Checked here so a bad drift block fails at submission, not inside a job later.
-        where = "provider.local.drift"
-        if not (math.isfinite(self.drift_sigma) and self.drift_sigma >= 0):
-            raise ValueError(f"{where}.sigma must be a finite number >= 0 (0 = no drift), got {self.drift_sigma!r}")
-        if not (math.isfinite(self.drift_period_hours) and self.drift_period_hours > 0):
-            raise ValueError(f"{where}.period_hours must be a number > 0, got {self.drift_period_hours!r}")
-        if isinstance(self.drift_seed, bool) or not isinstance(self.drift_seed, int) or self.drift_seed < 0:
-            raise ValueError(f"{where}.seed must be an int >= 0, got {self.drift_seed!r}")
+    drift: DriftModel = DriftModel()  # checked when built: a bad drift block fails at submission
 
     @classmethod
     def from_config(cls, config: dict[str, Any], store: Path) -> "LocalSettings":
         local = config["provider"].get("local", {})
-        drift = local.get("drift", {}) or {}
+        drift = DriftModel.from_json(local.get("drift"))
         return cls(
             store=store,
             queue_seconds=float(local.get("queue_seconds", 0)),
@@ -76,9 +65,7 @@ class LocalSettings:
             noise_scale=float(local.get("noise_scale", 1.0)),
             idle_noise=bool(local.get("idle_noise", True)),
             fail_tags=tuple(local.get("fail_tags", ())),
-            drift_sigma=float(drift.get("sigma", 0.0)),
-            drift_period_hours=float(drift.get("period_hours", 24.0)),
-            drift_seed=int(drift.get("seed", 0)),
+            drift=drift,
         )
 
 
@@ -124,8 +111,8 @@ class LocalProvider:
             "max_execution_time": int(max_execution_time), "created_epoch": now, "created": _iso(now),
             "queue_seconds": self.settings.queue_seconds, "run_seconds": self.settings.run_seconds,
             "noise_scale": self.settings.noise_scale, "idle_noise": self.settings.idle_noise,
-            "drift_sigma": self.settings.drift_sigma, "drift_period_hours": self.settings.drift_period_hours,
-            "drift_seed": self.settings.drift_seed,
+            "drift_sigma": self.settings.drift.sigma, "drift_period_hours": self.settings.drift.period_hours,
+            "drift_seed": self.settings.drift.seed, "drift_defects": self.settings.drift.to_json()["defects"],
             # The drift period follows the workflow's clock, so a rehearsal under QPUFLOW_NOW
             # sees the device drift between its pretend sessions.
             "drift_epoch": clock().timestamp(),
@@ -315,26 +302,23 @@ def drift_bucket(epoch: float, period_hours: float) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def job_backend(name: str, sigma: float = 0.0, seed: int = 0, bucket: int = 0):
-    """The backend a local job runs on: ``load_backend(name)``, drifted when ``sigma > 0``.
+def job_backend(name: str, drift: DriftModel | None = None, epoch: float = 0.0):
+    """The backend a local job runs on: ``load_backend(name)``, drifted to the device state at
+    ``epoch`` (:func:`qpuflow.drift.state_epoch` of the job's time) under ``drift``.
 
-    Cached, so jobs of one drift period share the backend (and the noise models
+    Cached, so jobs seeing one device state share the backend (and the noise models
     :mod:`qpuflow.simulate` caches per backend). Its ``target`` is the drifted calibration;
     the static one stays ``load_backend(name).target``.
     """
-    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.simulate import drifted_target_at
     from qpuflow.transpile import TargetBackend, load_backend, readout_pairs
 
     backend = load_backend(name)
-    if sigma == 0:
+    if drift is None or not drift.active:
         return backend
-    target = drifted_target(backend.target, sigma=sigma, seed=seed, bucket=bucket)
-    pairs = readout_pairs(backend)
-    if pairs is not None:  # both readout errors drift with the qubit, as the mean does
-        factors = drift_factors(len(pairs), sigma=sigma, seed=seed, bucket=bucket)
-        pairs = tuple((min(0.5, a * f), min(0.5, b * f)) for (a, b), f in zip(pairs, factors))
+    target, pairs = drifted_target_at(backend.target, drift, epoch, readout_pairs(backend))
     return TargetBackend(target, backend.name, readout_pairs=pairs,
-                         description=f"{backend.name} drifted (sigma={sigma}, seed={seed}, period {bucket})")
+                         description=f"{backend.name} drifted ({drift.to_json()}, at {epoch:.0f})")
 
 
 def _simulate(record: dict[str, Any], jobs_dir: Path):
@@ -351,10 +335,12 @@ def _simulate(record: dict[str, Any], jobs_dir: Path):
 
     # Records written before drift existed have no drift fields: no drift; before batching,
     # one circuit named after the job.
-    sigma = float(record.get("drift_sigma", 0.0))
-    epoch = record.get("drift_epoch", record["created_epoch"])
-    bucket = drift_bucket(epoch, float(record.get("drift_period_hours", 24.0))) if sigma > 0 else 0
-    backend = job_backend(record["backend"], sigma, int(record.get("drift_seed", 0)), bucket)
+    # Records written before defect events existed carry no "drift_defects": slow drift only.
+    drift = DriftModel.from_json({"sigma": record.get("drift_sigma", 0.0),
+                                  "period_hours": record.get("drift_period_hours", 24.0),
+                                  "seed": record.get("drift_seed", 0), "defects": record.get("drift_defects")})
+    epoch = state_epoch(record.get("drift_epoch", record["created_epoch"]))
+    backend = job_backend(record["backend"], drift if drift.active else None, epoch if drift.active else 0.0)
     circuits = record.get("circuits", [f"{record['job_id']}.qpy"])
     shots = record.get("pub_shots", [record["shots"]])
     pubs, charged = [], []
