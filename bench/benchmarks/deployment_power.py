@@ -40,7 +40,7 @@ def deployment_power(ctx: Context) -> dict[str, Any]:
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     for exp in config["experiments"].values():
         if exp["kind"] == "deployment":
-            exp["power"] = {**exp.get("power", {}), "states": STATES[mode], "campaigns": CAMPAIGNS[mode]}
+            exp["power"] = {**exp.get("power", {}), "states": STATES[mode], "campaigns": CAMPAIGNS[mode], "floor": 0.8}
     paths = Paths.from_config({**config, "results_dir": str(ctx.scratch / "results")}, base=ctx.scratch)
     runs = {spec.key: spec for spec in plan_runs(config)}
     at = now()

@@ -266,5 +266,20 @@ def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at:
         epoch = (parse_time(start) if start else at).timestamp()
         out.append(plan_power(config, name, budget_seconds=max(0.0, spendable - others),
                               start_epoch=math.floor(epoch / 86400) * 86400, cache_dir=paths.ledger.parent,
-                              progress=progress))
+                              costs=_session_costs(config, paths, name), progress=progress))
     return out
+
+
+def _session_costs(config: dict[str, Any], paths: Paths, experiment: str) -> tuple[float, float]:
+    """(QPU seconds of a session's probe job, of its arms' job per shot per arm, without the
+    per-job overhead), estimated from the session's real circuits as the budget check does."""
+    from qpuflow.budget import DEFAULT_REP_DELAY_SECONDS
+    from qpuflow.plan import plan_runs
+
+    estimator = CostEstimator(config, paths)
+    parts = [spec for spec in plan_runs(config) if spec.experiment == experiment and spec.session == 0]
+    probe = [spec for spec in parts if spec.is_probe]
+    arms = [spec for spec in parts if not spec.is_probe]
+    probe_seconds = estimator.job_seconds(probe) if probe else 0.0
+    per_shot = sum((estimator.duration(spec) or 0.0) + DEFAULT_REP_DELAY_SECONDS for spec in arms)
+    return probe_seconds, per_shot

@@ -300,18 +300,20 @@ class PowerPlan:
 
 
 def candidate_designs(sessions: int, shots: int) -> list[Design]:
-    """The configured design and its neighbours: half, the same and double the sessions, a
-    quarter, the same and double the shots."""
+    """The configured design and its neighbours: half to two and a half times the sessions, a
+    quarter to twice the shots."""
     out = {Design(max(2, round(sessions * f)), max(256, round(shots * g)))
-           for f in (0.5, 1.0, 1.5, 2.0) for g in (0.25, 1.0, 2.0)}
+           for f in (0.5, 1.0, 1.5, 2.0, 2.5) for g in (0.25, 0.5, 1.0, 2.0)}
     return sorted(out, key=lambda d: (d.sessions, d.shots))
 
 
 def plan_power(config: Mapping[str, Any], experiment: str, *, budget_seconds: float, start_epoch: float,
-               cache_dir: Any = None, progress: Any = None) -> PowerPlan:
+               cache_dir: Any = None, costs: tuple[float, float] | None = None, progress: Any = None) -> PowerPlan:
     """The power plan of one deployment experiment (see the module), on the local model of its
     backend with ``provider.local.drift``. The simulated sessions (the slow part, about half a
-    second each) are cached in ``cache_dir`` under a hash of everything they depend on."""
+    second each) are cached in ``cache_dir`` under a hash of everything they depend on.
+    ``costs``: (QPU seconds of the probe job, of the arms' job per shot per arm) from the
+    session's real circuits; default: the pool's own estimate."""
     from qpuflow.transpile import DEFAULT_CHAIN_WEIGHTS
 
     exp = config["experiments"][experiment]
@@ -331,6 +333,8 @@ def plan_power(config: Mapping[str, Any], experiment: str, *, budget_seconds: fl
         weights={**DEFAULT_CHAIN_WEIGHTS, **(exp.get("selection_weights") or {})},
         seed=int(settings.get("seed", 0)))
     pool = _cached_pool(pool_args, cache_dir, progress)
+    if costs is not None:
+        pool = dataclasses.replace(pool, probe_seconds=costs[0], arm_seconds=costs[1])
     effect = settings.get("effect")
     kwargs = {"campaigns": int(settings.get("campaigns", 200)), "alpha": float(settings.get("alpha", 0.05)),
               "seed": int(settings.get("seed", 0)), "effect": None if effect is None else float(effect)}
