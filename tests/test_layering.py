@@ -26,7 +26,7 @@ LAYERS = {
     "budget": ["budget"],
     "planning": ["schedule", "sessions", "batches", "campaign", "study_state", "planner", "power"],
     "stages": ["stages", "submit", "collect", "reconcile", "pipeline",
-               "analysis", "paired", "per_round", "summary"],
+               "analysis", "paired", "per_round", "summary", "dataset", "status_page", "overview"],
     "rules": ["smk", "wf", "cli"],
 }
 KNOWN_UPWARD = {

@@ -339,8 +339,11 @@ def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
 
     experiments = list(dict.fromkeys(summary["experiment"])) if not summary.empty else []
     fig, axes = plt.subplots(1, max(1, len(experiments)), figsize=(4.2 * max(1, len(experiments)), 4), squeeze=False)
+    order = {state: i for i, state in enumerate(("0", "1", "+", "-"))}  # as configs list them
     for ax, name in zip(axes[0], experiments):
-        frame = summary[summary["experiment"] == name].reset_index(drop=True)
+        frame = summary[summary["experiment"] == name]
+        frame = frame.assign(_order=frame["logical_state"].astype(str).map(order)).sort_values(
+            ["_order", "rounds"], kind="stable").reset_index(drop=True)
         x = range(len(frame))
         for offset, prefix, label, marker in ((-0.12, "raw", "raw (no decoding)", "o"),
                                               (0.12, "decoded", "decoded (PyMatching)", "s")):
@@ -349,13 +352,19 @@ def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
                            frame[f"{prefix}_ci_high"].to_numpy(dtype=float) - rate], 0, None)
             ax.errorbar([i + offset for i in x], rate, yerr=err, fmt=marker, capsize=4, label=label)
         first = frame.iloc[0]
-        ax.set_title(f"{name}\n{first['kind']} d={first['distance']}, rounds={first['rounds']}, {first['backend']}",
-                     fontsize=10)
-        ax.set_xticks(list(x), [f"|{s}>" for s in frame["logical_state"]])
+        several = frame["rounds"].nunique() > 1
+        ax.set_title(f"{name}\n{first['kind']} d={first['distance']}, {first['backend']}", fontsize=10)
+        ax.set_xticks(list(x), [f"|{s}>" + (f"\n{r} rounds" if several else f", {r} rounds" if i == 0 else "")
+                                for i, (s, r) in enumerate(zip(frame["logical_state"], frame["rounds"]))])
         ax.set_xlim(-0.6, len(frame) - 0.4)
         ax.set_xlabel("prepared logical state")
         ax.set_ylabel("logical error rate per shot (95% CI)")
-        ax.set_ylim(bottom=0)
+        rates = frame[["raw_rate", "decoded_rate"]].to_numpy(dtype=float)
+        positive = rates[rates > 0]
+        if positive.size and positive.max() / positive.min() > 30:  # rates spanning decades: log axis
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     if not experiments:

@@ -52,7 +52,7 @@ def _job_logging(smk: Any) -> Iterator[None]:
 
 
 STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "submit_run",
-         "budget_precheck", "budget_check", "collect", "collect_run", "analyze", "simulate_local")
+         "budget_precheck", "budget_check", "collect", "collect_run", "analyze", "dataset", "simulate_local")
 
 
 # The messages of this run's refusals, printed once more at the very end (Snakefile onerror),
@@ -273,6 +273,8 @@ def collect(smk: Any) -> None:
         print_summary(summary_table(paths, read_markers(paths, problems=[])), console)
         export = export_collection(paths, rows)
         console.print(f"Collection export: {os.path.relpath(export)}", highlight=False, soft_wrap=True)
+        page = _status_page(smk.config, paths, rows)
+        console.print(f"Status page: {os.path.relpath(page)}", highlight=False, soft_wrap=True)
     Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
     with open(smk.log[0], "a") as fh:
         fh.write(console.export_text())
@@ -300,3 +302,36 @@ def analyze(smk: Any) -> None:
     deployment = [name for name, exp in smk.config["experiments"].items() if exp["kind"] == "deployment"]
     print_session_summary(tables["session_stats"], runs=tables["runs"], experiments=deployment)
     print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")
+
+
+def dataset(smk: Any) -> None:
+    """The reviewer's dataset of every completed run (see :mod:`qpuflow.dataset`)."""
+    from qpuflow.analysis import AnalysisSettings
+    from qpuflow.dataset import export_dataset
+
+    log = logging.getLogger("qpuflow.dataset")
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 25 == 0:
+            log.info("dataset: %d/%d run(s) written", done, total)
+
+    out = Path(smk.output.manifest).parent
+    summary = export_dataset(Paths.from_config(smk.config), AnalysisSettings.from_config(smk.config), out,
+                             study=str(smk.config.get("study") or "study"), progress=progress)
+    print(f"Dataset: {summary['runs']} run(s), {summary['files']} files in {out}/ (manifest.json has their "
+          "checksums; README.md says how to re-decode)")
+
+
+def _status_page(config: Any, paths: Paths, rows: Any) -> Path:
+    """results/status.html for a browser (see :mod:`qpuflow.status_page`), with what waits.
+    Read-only: collect never rewrites a record (the planner's survey would restore a corrupt
+    marker), so the waiting notes come from the schedule and the ledger as they are."""
+    from qpuflow.ledger import Ledger
+    from qpuflow.planner import planned_runs
+    from qpuflow.schedule import now
+    from qpuflow.sessions import plan_submissions
+    from qpuflow.status_page import write_status_page
+
+    at = now()
+    waiting = plan_submissions(planned_runs(config, paths), config, paths, Ledger(paths.ledger).events(), at).notes
+    return write_status_page(config, paths, rows, at=at, waiting=waiting)

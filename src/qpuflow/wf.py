@@ -80,6 +80,11 @@ class Study:
                 f"{exp}/{run} is not a run of {self.source}; runs are: {', '.join(sorted(self.runs)[:8])} ..."
             ) from None
 
+    @property
+    def dataset_name(self) -> str:
+        """The dataset folder's name: the study's name, or ``study`` without one."""
+        return str(self.config.get("study") or "study")
+
     def circuit_path(self, exp: str, run: str) -> str:
         return str(self._rel(self.paths.circuit(self.spec(exp, run))))
 

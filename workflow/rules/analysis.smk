@@ -22,3 +22,19 @@ rule analyze:
         "logs/analysis/analyze.log",
     run:
         step("analyze", input, output, params, wildcards, log)
+
+
+rule dataset:
+    """Every completed run as a folder a reviewer re-decodes with stim and PyMatching alone:
+    circuits, measurements, detection events, the analysis's DEMs and predictions, metadata,
+    a sinter CSV and a manifest with checksums (qpuflow.dataset). Reads the analysis's DEMs,
+    so analyze runs first."""
+    input:
+        runs=f"{R}/analysis/runs.csv",
+    output:
+        manifest=f"datasets/{STUDY.dataset_name}/manifest.json",
+    log:
+        "logs/dataset/dataset.log",
+    localrule: True
+    run:
+        step("dataset", input, output, params, wildcards, log)

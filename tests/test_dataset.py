@@ -1,0 +1,111 @@
+"""The reviewer's dataset (issue 16): `snakemake dataset` writes every completed run in a layout
+that stim and PyMatching alone re-decode to the analysis's own predictions and rates."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pymatching
+import pytest
+import stim
+
+from conftest import REPO, snakemake
+
+
+def _read_b8(path: Path, width: int) -> np.ndarray:
+    return stim.read_shot_data_file(path=str(path), format="b8", num_measurements=width)
+
+
+def _redecode(folder: Path) -> dict[str, int]:
+    """What a reviewer does with one run's folder, with stim and PyMatching only."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    circuit = stim.Circuit.from_file(str(folder / "circuit_ideal.stim"))
+    measurements = _read_b8(folder / "measurements.b8", circuit.num_measurements)
+    assert measurements.shape == (meta["shots"], circuit.num_measurements)
+    events, flips = circuit.compile_m2d_converter().convert(measurements=measurements, separate_observables=True)
+    assert np.array_equal(events, _read_b8(folder / "detection_events.b8", circuit.num_detectors))
+    assert np.array_equal(flips, _read_b8(folder / "obs_flips_actual.b8", circuit.num_observables))
+    errors = {}
+    for name, decoder in meta["decoders"].items():
+        dem = stim.DetectorErrorModel.from_file(str(folder / "decoders" / name / "error_model.dem"))
+        correlated = decoder["correlated_matching"]
+        matching = pymatching.Matching.from_detector_error_model(dem, enable_correlations=correlated)
+        predicted = matching.decode_batch(events, enable_correlations=correlated)
+        shipped = _read_b8(folder / "decoders" / name / "obs_flips_predicted.b8", circuit.num_observables)
+        assert np.array_equal(predicted.astype(bool), shipped), (folder, name)
+        errors[name] = int(np.any(predicted != flips, axis=1).sum())
+        assert errors[name] == decoder["errors"]
+    return errors
+
+
+def _check_dataset(study: Path) -> int:
+    root = next((study / "datasets").iterdir())
+    manifest = json.loads((root / "manifest.json").read_text())
+    for entry in manifest["files"]:  # the checksums describe the files as deposited
+        data = (root / entry["path"]).read_bytes()
+        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"], entry["path"]
+    with open(study / "results" / "analysis" / "runs.csv") as fh:
+        analysis = {row["run_key"]: row for row in csv.DictReader(fh) if row["status"] == "completed"}
+    redecoded = {}
+    for meta_path in root.glob("*/*/metadata.json"):
+        run = json.loads(meta_path.read_text())["run"]
+        redecoded[run] = _redecode(meta_path.parent)
+    probes = {k for k in analysis if "probe" in k}
+    assert set(redecoded) == set(analysis) - probes and manifest["runs"] == len(redecoded)
+    for run, errors in redecoded.items():
+        primary, uniform = list(errors.values())[0], list(errors.values())[-1]
+        assert primary == int(analysis[run]["decoded_errors"]), run
+        assert uniform == int(analysis[run]["decoded_uniform_errors"]), run
+    lines = (root / "runs.csv").read_text().splitlines()
+    assert lines[0].split(",")[0].strip() == "shots" and len(lines) - 1 == sum(len(e) for e in redecoded.values())
+    return len(redecoded)
+
+
+def _whole_loop(study: Path) -> None:
+    for step in ("submit", "collect", "submit", "collect"):
+        snakemake(study, step)
+    out = snakemake(study, "dataset")
+    assert "Dataset:" in out.all
+
+
+def test_the_default_studys_dataset_redecodes_to_the_analysis(study: Path):
+    shutil.copy(REPO / "config.yaml", study / "config.yaml")
+    _whole_loop(study)
+    assert _check_dataset(study) == 10  # 8 native surface-code runs and the first session's two arms
+
+
+def test_a_subsystem_code_study_redecodes_to_the_analysis(study: Path, small_config: dict):
+    from conftest import write_config
+
+    small_config["experiments"]["sc"]["layout"] = "native_subsystem"
+    write_config(study, small_config)
+    _whole_loop(study)
+    assert _check_dataset(study) == 3
+
+
+def test_every_collect_writes_a_status_page_with_failures_budget_and_what_waits(study: Path, small_config: dict):
+    from conftest import write_config
+
+    small_config["provider"]["local"]["fail_tags"] = ["run:L0_rep1"]
+    small_config["experiments"]["dep"].update(sessions=2, arms=["calibration", "drift_aware"],
+                                              schedule={"per_day": 3})
+    write_config(study, small_config)
+    snakemake(study, "submit")
+    out = snakemake(study, "collect")
+    assert "Status page: results/status.html" in out.all
+    page = (study / "results" / "status.html").read_text()
+    assert "failed: 1" in page and "done: 2" in page  # sc/L0_rep1 failed; sc/L0_rep0 and the probe done
+    failed_row = page.index("sc/L0_rep1")
+    assert failed_row < page.index("sc/L0_rep0")  # failures first
+    assert "ERROR" in page[failed_row - 200:failed_row] and "Backend went offline" in page[failed_row:failed_row + 400]
+    assert "<td>local</td>" in page and "QPU seconds in the last 28 days" in page
+    assert "session 001 is due at" in page  # the schedule: what waits, and when
+    snakemake(study, "submit")  # the arms of session 0, now that its probe is collected
+    snakemake(study, "collect")
+    again = (study / "results" / "status.html").read_text()
+    assert "done: 4" in again and again != page
