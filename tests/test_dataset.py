@@ -73,10 +73,57 @@ def _whole_loop(study: Path) -> None:
     assert "Dataset:" in out.all
 
 
-def test_the_default_studys_dataset_redecodes_to_the_analysis(study: Path):
-    shutil.copy(REPO / "config.yaml", study / "config.yaml")
-    _whole_loop(study)
-    assert _check_dataset(study) == 10  # 8 native surface-code runs and the first session's two arms
+@pytest.fixture(scope="module")
+def default_study(tmp_path_factory) -> Path:
+    """The repository's default study, run once for this module: submit, collect (twice, for the
+    deployment arms), analyze, dataset."""
+    folder = tmp_path_factory.mktemp("default")
+    for name in ("Snakefile", "workflow", "profiles", "envs", "config.yaml"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / name)
+    _whole_loop(folder)
+    return folder
+
+
+def test_the_default_studys_dataset_redecodes_to_the_analysis(default_study: Path):
+    assert _check_dataset(default_study) == 10  # 8 native surface-code runs and the first session's two arms
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _in_browser(page: Path, screenshot: Path) -> tuple[str, str]:
+    """(DOM text, console log lines) of ``page`` rendered by headless Chromium at 80% zoom, and
+    its screenshot."""
+    import subprocess
+
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            "--enable-logging=stderr", "--v=0", "--force-device-scale-factor=0.8", "--window-size=1280,2400"]
+    url = page.resolve().as_uri()
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    shot = subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=180)
+    console = [line for line in (dom.stderr + shot.stderr).splitlines() if "CONSOLE" in line]
+    return dom.stdout, "\n".join(console)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (.ci/run installs it)")
+def test_the_overview_and_status_pages_render_in_a_browser_with_the_headline_numbers(default_study: Path,
+                                                                                      tmp_path: Path):
+    import pandas as pd
+
+    analysis = default_study / "results" / "analysis"
+    dom, console = _in_browser(analysis / "overview.html", tmp_path / "overview.png")
+    assert console == "", console  # no console errors (or messages at all)
+    png = (tmp_path / "overview.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    for _, row in pd.read_csv(analysis / "per_round.csv").iterrows():  # the headline: rates per round
+        assert f"{100 * row['per_round_error']:.3g}% per round" in dom
+        assert f"95% CI {100 * row['ci_low']:.3g}% to {100 * row['ci_high']:.3g}%" in dom
+    assert dom.count("data:image/png;base64,") == 3  # every figure inline
+    assert "completed: 10" in dom and "<td>local</td>" in dom
+    status_dom, console = _in_browser(default_study / "results" / "status.html", tmp_path / "status.png")
+    assert console == "" and "done: 11" in status_dom and "session 001 is due at" in status_dom
 
 
 def test_a_subsystem_code_study_redecodes_to_the_analysis(study: Path, small_config: dict):

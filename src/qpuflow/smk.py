@@ -296,12 +296,18 @@ def analyze(smk: Any) -> None:
     one = not stats.empty and stats["experiment"].nunique() == 1
     plot_paired(tables["sessions"], Path(smk.output.sessions_plot),
                 summary=dict(zip(stats["quantity"], stats["value"])) if one else None)
+    from qpuflow.overview import write_overview
+    from qpuflow.schedule import now
+
+    figures = {name: Path(getattr(smk.output, name)) for name in ("error_rates", "rounds_plot", "sessions_plot")}
+    write_overview(tables, smk.config, Paths.from_config(smk.config), figures, Path(smk.output.overview), at=now())
     logging.getLogger("qpuflow.analysis").info("analysed %d run(s)", len(tables["runs"]))
     print_decoded_summary(tables["summary"])
     print_per_round_summary(tables["per_round"])
     deployment = [name for name, exp in smk.config["experiments"].items() if exp["kind"] == "deployment"]
     print_session_summary(tables["session_stats"], runs=tables["runs"], experiments=deployment)
-    print(f"Tables and plots: {Path(smk.output.runs).parent}/  (snakemake analyze --report results/report.html)")
+    print(f"Tables and plots: {Path(smk.output.runs).parent}/ ; the study on one page: {smk.output.overview} "
+          "(snakemake analyze --report results/report.html)")
 
 
 def dataset(smk: Any) -> None:

@@ -18,6 +18,7 @@ rule analyze:
                              category="Deployment study"),
         sessions_plot=report(f"{R}/analysis/sessions.png", caption="../report/sessions_plot.rst",
                              category="Deployment study"),
+        overview=report(f"{R}/analysis/overview.html", caption="../report/overview.rst", category="Overview"),
     log:
         "logs/analysis/analyze.log",
     run:
