@@ -30,7 +30,7 @@ report: $(STAMP)
 
 ## Set up and run the whole test suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 4
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup
 
 ## Benchmarks with recorded results (bench/RESULTS.md); takes a while. `bench/run.py --quick` smoke-tests them.
 bench: $(STAMP)

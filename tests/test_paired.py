@@ -163,7 +163,7 @@ def test_detection_fraction_endpoint_uses_event_counts_with_per_session_interval
 
 
 def test_summary_is_json_serialisable_and_tabulates(shifted):
-    for pairs in (shifted, shifted.iloc[:1], shifted.iloc[:0]):
+    for pairs in (shifted, shifted.iloc[:2], shifted.iloc[:1], shifted.iloc[:0]):
         summary = paired_summary(pairs, n_bootstrap=100)
         json.dumps(summary)
         table = summary_table(summary)

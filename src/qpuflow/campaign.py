@@ -232,8 +232,8 @@ def check_campaign_start(config: dict[str, Any], paths: Paths, events: list[dict
             f"`qpuflow plan --jobs`; shorten the schedule, lower shots, add an account, or set "
             f"budget.allow_campaign_overrun: true in {source} to start anyway."
         )
-    for power in campaign_power(config, paths, plan, at, only_with_floor=True):
-        if power.below_floor and not config["experiments"][power.experiment]["power"].get("accept_low_power", False):
+    for power in campaign_power(config, paths, plan, at, only_with_floor=True, skip_accepted=True):
+        if power.below_floor:
             raise LowPower(
                 f"not starting the campaign of {source}: {power.verdict()}. Nothing was submitted. Change the "
                 f"design (`qpuflow plan` lists the candidates), or set experiments.{power.experiment}.power."
@@ -246,9 +246,10 @@ class LowPower(Refusal):
 
 
 def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at: datetime, *,
-                   only_with_floor: bool = False, progress: Any = None) -> list[Any]:
+                   only_with_floor: bool = False, skip_accepted: bool = False, progress: Any = None) -> list[Any]:
     """The power plan (:func:`qpuflow.power.plan_power`) of every scheduled deployment
-    experiment (only those with a ``power.floor`` when ``only_with_floor``). The budget a
+    experiment (only those with a ``power.floor`` when ``only_with_floor``, and not those whose
+    low power is accepted when ``skip_accepted``). The budget a
     campaign may use is what the accounts can spend in one window, less what the plan puts
     on the other experiments."""
     from qpuflow.power import plan_power
@@ -259,8 +260,9 @@ def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at:
     for name, exp in sorted(config["experiments"].items()):
         if exp["kind"] != "deployment" or not exp.get("schedule"):
             continue
-        if only_with_floor and (exp.get("power") or {}).get("floor") is None:
-            continue
+        settings = exp.get("power") or {}
+        if (only_with_floor and settings.get("floor") is None) or (skip_accepted and settings.get("accept_low_power")):
+            continue  # nothing to check (an accepted low power is shown by `qpuflow plan`, not recomputed)
         others = sum(j.seconds for j in plan.jobs if not j.run_key.startswith(f"{name}/"))
         start = (exp.get("schedule") or {}).get("start")
         epoch = (parse_time(start) if start else at).timestamp()
