@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from qpuflow.collect import JobStatusRow
 
 _STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: 0.2rem; } h2 { font-size: 1.15rem; margin-top: 1.8rem; }
 .meta { color: #666; } table { border-collapse: collapse; margin-top: 0.5rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.8rem; text-align: left; }
