@@ -243,6 +243,12 @@ def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: 
             jobs.add_row(job.run_key, job.at.isoformat(timespec="minutes"), f"{job.seconds:.1f}", job.account or "NONE")
         console.print(jobs)
     console.print(f"Campaign: {plan.verdict()}", highlight=False, soft_wrap=True)
+    from qpuflow.campaign import campaign_started
+
+    if campaign_started(study.runs, config, events):
+        console.print("Power: the campaign has started; its prospective power is planned before the first "
+                      "session (a new campaign, or a renamed experiment, gets a new plan).", highlight=False)
+        return 0 if plan.fits else 1
     low = _print_power(config, paths, plan, console)
     return 0 if plan.fits and not low else 1
 
