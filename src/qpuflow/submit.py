@@ -243,6 +243,10 @@ def _carriers(pending: list[RunSpec], view: LedgerView, ctx: _Context) -> list[_
             tagged = read_tags(job.tags)
             if not tagged.qpuflow:
                 continue
+            if tagged.shorts and not any(s in pending_shorts for s in tagged.shorts):
+                # Names none of the pending runs, so it cannot carry one: skip the composition
+                # check, which hashes every planned run (per job, it made submission quadratic).
+                continue
             try:
                 runs = composition(job.tags, job.job_id, planned)
             except CompositionError as exc:
