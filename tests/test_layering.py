@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "qpuflow"
 # ground < study < store < science < providers < budget < planning < stages = analysis < rules = cli
 ORDER = ["ground", "study", "store", "science", "providers", "budget", "planning", "stages", "rules"]
 LAYERS = {
-    "ground": ["errors", "provenance", "interrupts", "faults", "stats", "qpyio", "backend_names"],
+    "ground": ["errors", "provenance", "interrupts", "faults", "stats", "qpyio", "backend_names", "fileio"],
     "study": ["config", "plan", "paths", "packs"],
     "store": ["records", "ledger", "rebuild", "exports"],
     "science": ["circuits", "native", "transpile", "simulate", "decode", "distance", "placement", "probe", "drift"],

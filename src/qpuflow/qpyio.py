@@ -12,12 +12,11 @@ circuit asked for.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from qpuflow.errors import QpuflowError
+from qpuflow.fileio import atomic_file
 
 DELAYS_KEY = "qpuflow_delays"
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
@@ -68,16 +67,8 @@ def dump_circuit(path: Path, circuit: Any) -> None:
             if unit != "dt":
                 picoseconds = round(delay_seconds(duration, unit, None) / _UNIT_SECONDS["ps"])
                 stored.data[index] = stored.data[index].replace(operation=Delay(picoseconds, unit="ps"))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            qpy.dump(stored, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as fh:
+        qpy.dump(stored, fh)
 
 
 def load_circuit(path: Path) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from qpuflow.collect import JobStatusRow
+from qpuflow.fileio import atomic_file
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; padding: 0 1rem; }
@@ -70,9 +71,6 @@ def _label(state: str) -> str:
 def write_status_page(config: Mapping[str, Any], paths: Any, rows: Sequence[JobStatusRow], *, at: datetime,
                       waiting: Sequence[str]) -> Path:
     """Render the page for the study and write it to ``results/status.html`` (atomically)."""
-    import os
-    import tempfile
-
     from qpuflow.budget import usage_by_account
     from qpuflow.ledger import Ledger
 
@@ -81,8 +79,6 @@ def write_status_page(config: Mapping[str, Any], paths: Any, rows: Sequence[JobS
     text = render(rows, study=str(config.get("study") or Path.cwd().name), at=at, usage=usage.values(),
                   waiting=waiting, window_days=float(config["budget"]["window_days"]))
     out = paths.root / "status.html"
-    fd, tmp = tempfile.mkstemp(prefix=".status.", dir=paths.root)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_file(out) as fh:
         fh.write(text)
-    os.replace(tmp, out)
     return out
