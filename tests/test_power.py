@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qpuflow.power import Design, PowerEstimate, StatePool, best_per_second, campaign_power, candidate_designs
+from qpuflow.power import (Design, PowerEstimate, StatePool, best_per_second, campaign_power, candidate_designs,
+                           plan_power, searched_geometries)
 
 
 def _pool(mean_cal, mean_drift, var, trials=10, states=50):
@@ -46,15 +47,51 @@ def test_a_stated_effect_replaces_the_models():
     assert campaign_power(pool, Design(20, 1000), campaigns=300, seed=3, effect=0.0) < 0.15
 
 
-def test_the_recommended_design_is_the_cheapest_reaching_the_floor_within_budget():
+def test_the_recommended_design_is_the_cheapest_surely_reaching_the_floor():
     def e(sessions, seconds, power):
         return PowerEstimate(Design(sessions, 4096), power, 200, seconds, -0.05, 0.05)
 
-    options = [e(21, 200, 0.5), e(42, 400, 0.82), e(63, 550, 0.9), e(84, 800, 0.97)]
+    # 30 sessions: 0.82 is cheaper, but over 200 campaigns its one-sided 95% lower bound is
+    # below 0.8; 42 sessions reach the floor beyond the simulation's noise.
+    options = [e(21, 200, 0.5), e(30, 300, 0.82), e(42, 400, 0.9), e(63, 550, 0.95), e(84, 800, 0.99)]
+    assert e(30, 300, 0.82).power_low < 0.8 < e(42, 400, 0.9).power_low
     assert best_per_second(options, 600, 0.8).design.sessions == 42
-    assert best_per_second(options, 300, 0.8).design.sessions == 21  # none reaches: the most power that fits
+    assert best_per_second(options, 350, 0.8).design.sessions == 30  # none reaches: the most power that fits
     assert best_per_second(options, 100, 0.8) is None
     assert Design(42, 4096) in candidate_designs(42, 4096) and Design(84, 1024) in candidate_designs(42, 4096)
+
+
+def test_the_lower_bound_is_clopper_pearson_over_the_simulated_campaigns():
+    low = PowerEstimate(Design(10, 100), 0.9, 200, 1.0, 0.0, 0.05).power_low
+    assert low == pytest.approx(stats.beta.ppf(0.05, 180, 21), abs=1e-9)
+
+
+def test_the_searched_geometries_start_with_the_configured_one():
+    assert searched_geometries(5, 3, None) == [(5, 3), (3, 1), (3, 3), (3, 6), (5, 1), (5, 6), (7, 1), (7, 3), (7, 6)]
+    assert searched_geometries(3, 1, None)[0] == (3, 1) and min(d for d, _ in searched_geometries(3, 1, None)) == 3
+    assert searched_geometries(5, 3, {"distance": [5, 9], "rounds": [3]}) == [(5, 3), (9, 3)]
+
+
+def test_the_plan_searches_distance_and_rounds_with_the_real_circuits_costs(small_config: dict):
+    from qpuflow.budget import JOB_OVERHEAD_SECONDS
+
+    config = dict(small_config)
+    config["experiments"] = {"dep": {
+        "kind": "deployment", "distance": 3, "rounds": 1, "sessions": 4, "shots": 256,
+        "arms": ["calibration", "drift_aware"], "schedule": {"per_day": 3},
+        "power": {"states": 3, "campaigns": 20, "search": {"distance": [3, 5, 81], "rounds": [1, 2]}}}}
+    plan = plan_power(config, "dep", budget_seconds=500, start_epoch=1_796_083_200.0, costs=(4.0, 1e-3))
+    geometries = {e.design.geometry for e in plan.candidates}
+    assert geometries == {(3, 1), (3, 2), (5, 1), (5, 2)}
+    assert [g for g, _ in plan.geometries()] == sorted(geometries)
+    assert len(plan.skipped) == 2 and all("d=81" in s and "exceeds" in s for s in plan.skipped)
+    assert plan.configured.design == Design(4, 256, 3, 1)
+    assert plan.configured.qpu_seconds == pytest.approx(4 * (4.0 + JOB_OVERHEAD_SECONDS + 1e-3 * 256))
+    # Another geometry costs the configured circuits' cost plus its longer duration: more rounds
+    # take longer; a longer chain measures in parallel (same depth).
+    same = {e.design.geometry: e.qpu_seconds for e in plan.candidates if (e.design.sessions, e.design.shots) == (4, 256)}
+    assert same[(5, 1)] == pytest.approx(same[(3, 1)]) and same[(3, 2)] > same[(3, 1)] and same[(5, 2)] > same[(5, 1)]
+    assert plan.recommended in plan.candidates and "d=" in plan.verdict()
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ The repository's ``config.yaml`` as ``qpuflow plan`` sees it before the campaign
 (nothing submitted; the surface-code experiment's cost is taken off the budget), with the
 simulated session pool enlarged to ``STATES`` device states (the plan's default is 200) and
 ``CAMPAIGNS`` simulated campaigns per design: :func:`qpuflow.campaign.campaign_power`, so the
-figures are the plan's own. Reported per candidate design: power of the Wilcoxon test at
-alpha 0.05 to detect the effect the drift model produces, QPU seconds, and which design the
-plan recommends within one Open Plan window.
+figures are the plan's own, over the same search (the configured distance and its odd
+neighbours, the configured rounds, half and twice as many). Reported per candidate design:
+power of the Wilcoxon test at alpha 0.05 to detect the effect the drift model produces (with
+its one-sided 95% lower bound over the campaigns), QPU seconds, and which design the plan
+recommends within one Open Plan window.
 """
 
 from __future__ import annotations
@@ -47,15 +49,17 @@ def deployment_power(ctx: Context) -> dict[str, Any]:
     plan = plan_campaign(runs, config, paths, [], at)
 
     def progress(done: int, total: int) -> None:
-        if done % 50 == 0 or done == total:
+        if done % 400 == 0 or done == total:
             ctx.log(f"session state {done}/{total}")
 
     (power,) = campaign_power(config, paths, plan, at, progress=progress)
     out: dict[str, Any] = {"configured_power": power.configured.power,
+                           "configured_power_low": power.configured.power_low,
                            "configured_qpu_seconds": power.configured.qpu_seconds,
                            "model_effect": power.configured.effect, "budget_seconds": power.budget_seconds,
                            "campaigns": power.configured.campaigns, "states": STATES[mode]}
     if power.recommended is not None:
+        out["recommended_is_configured"] = int(power.recommended.design == power.configured.design)
         out["recommended_power"] = power.recommended.power
         out["recommended_qpu_seconds"] = power.recommended.qpu_seconds
     out["plan"] = power.to_json()
@@ -66,9 +70,18 @@ def deployment_power(ctx: Context) -> dict[str, Any]:
 def _conclude(ctx: Context, metrics, details) -> Conclusion:
     c = Conclusion()
     plan = details.get("plan") or {}
+    configured = plan.get("configured") or {}
     for e in plan.get("candidates", []):
-        c.notes.append(f"{e['sessions']} sessions x {e['shots']} shots: power {e['power']:.2f}, "
-                       f"{e['qpu_seconds']:.0f} QPU s")
+        if (e["distance"], e["rounds"]) == (configured.get("distance"), configured.get("rounds")):
+            c.notes.append(f"d={e['distance']}, {e['rounds']} rounds, {e['sessions']} sessions x {e['shots']} shots: "
+                           f"power {e['power']:.2f} (>= {e['power_low']:.2f}), {e['qpu_seconds']:.0f} QPU s")
+    for g in plan.get("geometries", []):
+        d, r, best = g["distance"], g["rounds"], g["best"]
+        c.notes.append(f"best at d={d}, {r} rounds: " + (
+            f"effect {best['effect']:+.1%}, {best['sessions']} sessions x {best['shots']} shots, power "
+            f"{best['power']:.2f} (>= {best['power_low']:.2f}), {best['qpu_seconds']:.0f} QPU s" if best else "none fits"))
+    for reason in plan.get("skipped", []):
+        c.notes.append(f"not simulated: {reason}")
     if plan:
         c.notes.append(plan["verdict"])
     if plan and plan["configured"]["power"] < 0.8:
@@ -77,3 +90,4 @@ def _conclude(ctx: Context, metrics, details) -> Conclusion:
             "a defect or a large slow drift hits the calibration chain; the other sessions add noise of both "
             "signs, so power grows with sessions, hardly with shots, and one window's budget buys too few")
     return c
+

@@ -248,7 +248,8 @@ class LowPower(Refusal):
 def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at: datetime, *,
                    only_with_floor: bool = False, skip_accepted: bool = False, progress: Any = None) -> list[Any]:
     """The power plan (:func:`qpuflow.power.plan_power`) of every scheduled deployment
-    experiment (only those with a ``power.floor`` when ``only_with_floor``, and not those whose
+    experiment (only those with a ``power.floor`` when ``only_with_floor``, and then at the
+    configured code geometry alone: the floor is checked, no design searched; not those whose
     low power is accepted when ``skip_accepted``). The budget a
     campaign may use is what the accounts can spend in one window, less what the plan puts
     on the other experiments."""
@@ -268,7 +269,8 @@ def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at:
         epoch = (parse_time(start) if start else at).timestamp()
         out.append(plan_power(config, name, budget_seconds=max(0.0, spendable - others),
                               start_epoch=math.floor(epoch / 86400) * 86400, cache_dir=paths.ledger.parent,
-                              costs=_session_costs(config, paths, name), progress=progress))
+                              costs=_session_costs(config, paths, name), progress=progress,
+                              search=not only_with_floor))
     return out
 
 

@@ -256,33 +256,70 @@ def _print_plan(config: dict, paths: Paths, console, *, source: str, list_jobs: 
 def _print_power(config: dict, paths: Paths, plan, console) -> bool:
     """The prospective power of each scheduled deployment experiment; True if one is below its
     floor (and not accepted)."""
-    from rich.table import Table
-
     from qpuflow.campaign import campaign_power
     from qpuflow.schedule import now
 
     def progress(done: int, total: int) -> None:
-        if done == 1 or done % 20 == 0 or done == total:
+        if done == 1 or done % 100 == 0 or done == total:
             print(f"power: simulated session {done}/{total} on the local model", file=sys.stderr, flush=True)
 
     low = False
     for power in campaign_power(config, paths, plan, now(), progress=progress):
-        table = Table(title=f"{power.experiment}: prospective power ({power.endpoint.replace('_', ' ')}, "
-                            f"{power.configured.campaigns} simulated campaigns each)")
-        for col in ("sessions", "shots per arm", "QPU s", "power", "power per 1000 QPU s", ""):
-            table.add_column(col, justify="right")
-        for e in power.candidates:
-            mark = " ".join(m for m, on in (("configured", e.design == power.configured.design),
-                                            ("recommended", power.recommended is not None
-                                             and e.design == power.recommended.design)) if on)
-            fits = e.qpu_seconds <= power.budget_seconds
-            table.add_row(str(e.design.sessions), str(e.design.shots), f"{e.qpu_seconds:.0f}" + ("" if fits else " (over)"),
-                          f"{e.power:.2f}", f"{e.power_per_kilosecond:.2f}", mark)
-        console.print(table)
+        console.print(_design_table(power, power.configured.design.geometry))
+        console.print(_geometry_table(power))
+        for reason in power.skipped:
+            console.print(f"Power: not simulated: {reason}", highlight=False, soft_wrap=True)
         console.print(f"Power: {power.verdict()}", highlight=False, soft_wrap=True)
         accepted = (config["experiments"][power.experiment].get("power") or {}).get("accept_low_power", False)
         low = low or (power.below_floor and not accepted)
     return low
+
+
+def _design_table(power, geometry):
+    """Every sessions x shots candidate at one code geometry."""
+    from rich.table import Table
+
+    d, r = geometry
+    table = Table(title=f"{power.experiment}: prospective power at d={d}, {r} rounds "
+                        f"({power.endpoint.replace('_', ' ')}, {power.configured.campaigns} simulated campaigns each)")
+    for col in ("sessions", "shots per arm", "QPU s", "power (95% lower bound)", "power per 1000 QPU s", ""):
+        table.add_column(col, justify="right")
+    for e in (e for e in power.candidates if e.design.geometry == geometry):
+        table.add_row(str(e.design.sessions), str(e.design.shots), _seconds(e, power), _power(e),
+                      f"{e.power_per_kilosecond:.2f}", _marks(e, power))
+    return table
+
+
+def _geometry_table(power):
+    """Per searched code geometry: the model's effect there and its best design in the budget."""
+    from rich.table import Table
+
+    table = Table(title=f"{power.experiment}: best design per code geometry (the cheapest whose power's 95% lower "
+                        f"bound reaches {power.floor if power.floor is not None else 0.8:g} within the budget, "
+                        "else the most power)")
+    for col in ("distance", "rounds", "effect", "sessions", "shots per arm", "QPU s", "power (95% lower bound)", ""):
+        table.add_column(col, justify="right")
+    for (d, r), best in power.geometries():
+        if best is None:
+            table.add_row(str(d), str(r), "", "", "", "", "", "nothing fits the budget")
+            continue
+        table.add_row(str(d), str(r), f"{best.effect:+.1%}", str(best.design.sessions), str(best.design.shots),
+                      _seconds(best, power), _power(best), _marks(best, power))
+    return table
+
+
+def _power(e) -> str:
+    return f"{e.power:.2f} ({e.power_low:.2f})"
+
+
+def _seconds(e, power) -> str:
+    return f"{e.qpu_seconds:.0f}" + ("" if e.qpu_seconds <= power.budget_seconds else " (over)")
+
+
+def _marks(e, power) -> str:
+    return " ".join(m for m, on in (("configured", e.design == power.configured.design),
+                                    ("recommended", power.recommended is not None
+                                     and e.design == power.recommended.design)) if on)
 
 
 def _serve_emulator(args: argparse.Namespace) -> int:
