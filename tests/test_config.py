@@ -147,3 +147,22 @@ def test_an_installed_package_validates_a_config_without_the_checkout(tmp_path: 
                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "REFUSED" in proc.stdout and "shots" in proc.stdout
+
+
+def test_the_ibm_settings_come_from_the_schema_alone():
+    """No provider.ibm section: every IBM setting is the schema's default, and the typed
+    settings name every field the schema has (a new field cannot get a default restated in code)."""
+    import dataclasses
+
+    import yaml
+
+    from qpuflow.config import SCHEMA_PATH, IBMSettings
+
+    section = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["provider"]["properties"]["ibm"]["properties"]
+    config = check(SMALL_CONFIG)
+    settings = IBMSettings.of(config)
+    assert {f.name for f in dataclasses.fields(IBMSettings)} == set(section)
+    assert dataclasses.asdict(settings) == {name: field["default"] for name, field in section.items()}
+    changed = with_change(("provider", "ibm"), {"channel": "ibm_cloud"})
+    assert IBMSettings.of(check(changed)).channel == "ibm_cloud"
+    assert IBMSettings.of(check(changed)).max_submit_attempts == section["max_submit_attempts"]["default"]

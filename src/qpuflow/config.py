@@ -8,10 +8,11 @@ Every failure is a :class:`ConfigError` naming the file, the field and the value
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -128,6 +129,27 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
             base[key] = value
 
 
+@dataclasses.dataclass(frozen=True)
+class IBMSettings:
+    """``provider.ibm`` of a validated config, typed. Defaults live in the schema alone (the
+    section defaults to ``{}`` and every field to its schema default)."""
+
+    channel: str
+    local_mode: bool
+    backoff_seconds: float
+    request_timeout_seconds: float
+    primitive: str
+    max_submit_attempts: int
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "IBMSettings":
+        section = config["provider"]["ibm"]
+        return cls(channel=str(section["channel"]), local_mode=bool(section["local_mode"]),
+                   backoff_seconds=float(section["backoff_seconds"]),
+                   request_timeout_seconds=float(section["request_timeout_seconds"]),
+                   primitive=str(section["primitive"]), max_submit_attempts=int(section["max_submit_attempts"]))
+
+
 def validate_config(config: dict[str, Any], *, source: str = "config.yaml") -> dict[str, Any]:
     """Validate ``config`` in place (defaults filled) and return it.
 
@@ -192,7 +214,7 @@ def _check_semantics(config: dict[str, Any], source: str) -> None:
                 "the memory experiments need an odd distance (3, 5, 7, ...)."
             )
         backend = exp.get("backend", provider["backend"])
-        if provider["name"] == "local" or provider.get("ibm", {}).get("local_mode"):
+        if provider["name"] == "local" or IBMSettings.of(config).local_mode:
             known = fake_backend_names()
             # Synthetic uniform-noise backends only exist in qpuflow's own simulator; the
             # IBM client's local mode runs backend.run(), which they do not implement.

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qpuflow.config import IBMSettings
 from qpuflow.distance import circuit_distance, require_distance
 from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
@@ -288,13 +289,12 @@ def _any_arm_spec(experiment: str, session: int, config: dict[str, Any]) -> RunS
 
 
 def _ibm_local_mode(config: dict[str, Any]) -> bool:
-    return bool(config["provider"].get("ibm", {}).get("local_mode", False))
+    return IBMSettings.of(config).local_mode
 
 
 def _ibm_backend(name: str, config: dict[str, Any]):
-    ibm = config["provider"].get("ibm", {})
-    return _service_backend(name, config["accounts"][0]["name"], ibm.get("channel", "ibm_quantum_platform"),
-                            float(ibm.get("request_timeout_seconds", 60.0)))
+    ibm = IBMSettings.of(config)
+    return _service_backend(name, config["accounts"][0]["name"], ibm.channel, ibm.request_timeout_seconds)
 
 
 @functools.lru_cache(maxsize=8)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from qpuflow.batches import batch_record
 from qpuflow.budget import BudgetExceeded, choose_account, estimate_job_seconds, usage_by_account, with_service_usage
+from qpuflow.config import IBMSettings
 from qpuflow.errors import Refusal
 from qpuflow.faults import fault_point
 from qpuflow.interrupts import raise_if_stopped
@@ -98,9 +99,8 @@ class SubmitSettings:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "SubmitSettings":
-        ibm = config["provider"].get("ibm", {})
-        return cls(max_attempts=int(ibm.get("max_submit_attempts", 6)),
-                   backoff_seconds=float(ibm.get("backoff_seconds", 15.0)))
+        ibm = IBMSettings.of(config)
+        return cls(max_attempts=ibm.max_submit_attempts, backoff_seconds=ibm.backoff_seconds)
 
 
 def submit_run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qpuflow.config import IBMSettings
 from qpuflow.providers.base import (JobInfo, JobOutput, JobState, Provider, ProviderError, SubmitRefused,
                                      SubmitUncertain, Unauthorized, UsageLimitExceeded, furthest_along)
 
@@ -22,9 +23,7 @@ def make_provider(config: dict[str, Any], *, account: str, local_store: Path) ->
     if name == "ibm":
         from qpuflow.providers.ibm import IBMProvider
 
-        ibm = config["provider"].get("ibm", {})
-        return IBMProvider(account, channel=ibm.get("channel", "ibm_quantum_platform"),
-                           local_mode=bool(ibm.get("local_mode", False)),
-                           primitive=ibm.get("primitive", "executor_sampler"),
-                           request_timeout_seconds=float(ibm.get("request_timeout_seconds", 60.0)))
+        ibm = IBMSettings.of(config)
+        return IBMProvider(account, channel=ibm.channel, local_mode=ibm.local_mode, primitive=ibm.primitive,
+                           request_timeout_seconds=ibm.request_timeout_seconds)
     raise ProviderError(f"unknown provider {name!r}; expected local or ibm")
