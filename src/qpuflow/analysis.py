@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qpuflow.collect import read_markers
+from qpuflow.fileio import atomic_file, save_figure
 from qpuflow.paths import Paths
 from qpuflow.per_round import per_round_table
 from qpuflow.records import Marker, Result, ResultStatus, read_or_report, write_json_atomic
@@ -152,11 +153,10 @@ def decoder_plan(marker: Marker, settings: AnalysisSettings,
             return stim.DetectorErrorModel.from_file(str(path)), flag.exists()
         dem, correlated = build()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".dem.tmp")
-        dem.to_file(str(tmp))
-        if correlated:
+        if correlated:  # before the model: a reader that finds the model finds its flag
             flag.touch()
-        tmp.replace(path)
+        with atomic_file(path) as fh:
+            fh.write(str(dem))
         return dem, correlated
 
     uniform_name = f"uniform-p{settings.uniform_p:g}"
@@ -324,10 +324,8 @@ def _summary(runs: pd.DataFrame) -> pd.DataFrame:
 def write_tables(tables: dict[str, pd.DataFrame], outputs: dict[str, Path]) -> None:
     for name in TABLES:
         path = Path(outputs[name])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".csv.tmp")
-        tables[name].to_csv(tmp, index=False)
-        tmp.replace(path)
+        with atomic_file(path) as fh:
+            tables[name].to_csv(fh, index=False)
 
 
 def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
@@ -370,8 +368,7 @@ def plot_error_rates(summary: pd.DataFrame, out: Path) -> None:
     if not experiments:
         axes[0][0].text(0.5, 0.5, "no completed jobs yet", ha="center", va="center")
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out)
     plt.close(fig)
 
 
@@ -403,8 +400,7 @@ def plot_detection_rounds(rounds: pd.DataFrame, out: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out)
     plt.close(fig)
 
 

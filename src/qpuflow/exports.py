@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from qpuflow.fileio import atomic_file
 from qpuflow.ledger import Ledger
 from qpuflow.paths import Paths
 from qpuflow.provenance import parse_time
@@ -40,9 +41,8 @@ def export_submissions(paths: Paths, *, since: str) -> Path | None:
     if not markers:
         return None
     path = _stamped(paths.exports_dir, "submitted_jobs", ".jsonl", start)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(m, sort_keys=True) + "\n" for m in markers))
-    tmp.replace(path)
+    with atomic_file(path) as fh:
+        fh.write("".join(json.dumps(m, sort_keys=True) + "\n" for m in markers))
     return path
 
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
@@ -39,3 +39,10 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_figure(fig: Any, path: Path, *, dpi: int = 120) -> None:
+    """Save a matplotlib figure as PNG through :func:`atomic_file` (a report never embeds half a
+    picture)."""
+    with atomic_file(Path(path), "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from qpuflow.fileio import atomic_file
+
 _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
@@ -127,6 +129,6 @@ def write_overview(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any]
     usage = usage_by_account(dict(config), ledger.accepted_markers(), paths.result, duplicates=ledger.duplicates())
     text = render(tables, study=str(config.get("study") or Path.cwd().name), at=at, usage=usage.values(),
                   window_days=float(config["budget"]["window_days"]), figures=figures)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    with atomic_file(out) as fh:
+        fh.write(text)
     return out

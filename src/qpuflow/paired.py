@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from qpuflow.fileio import save_figure
+
 ARMS: tuple[str, str] = ("calibration", "drift_aware")
 
 # An endpoint: the runs-table columns of its count and its number of trials, and its unit.
@@ -237,8 +239,7 @@ def plot_paired(pairs: pd.DataFrame, path: Path, *, arms: tuple[str, str] = ARMS
         fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=12,
                  bbox={"facecolor": "white", "edgecolor": "0.5"})
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     drawn = {"sessions": n, "value_ylim": left.get_ylim(), "difference_ylim": right.get_ylim(),
              "message": message if n < 2 else None,
              "points": sum(len(line.get_xdata()) for line in right.get_lines() if line.get_marker() == "o")}

@@ -14,7 +14,6 @@ the table says so. Intervals: a seeded parametric bootstrap over the binomial co
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -515,7 +515,7 @@ def _raise_if_unauthorized(exc: BaseException, what: str) -> None:
 def classify_submit_error(exc: BaseException) -> ProviderError:
     """What a failed POST /jobs means for exactly-once submission."""
     if _is_unauthorized(exc):
-        return Unauthorized(f"submission refused: the service rejected the access token (HTTP 401)")
+        return Unauthorized("submission refused: the service rejected the access token (HTTP 401)")
     status = http_status(exc)
     text = describe(exc)
     if status == 409:  # the one documented conflict of POST /jobs: "Usage exceeds instance limit"
