@@ -45,18 +45,25 @@ def _events(paths, kind):
     return [e for e in Ledger(paths.ledger).events() if e["event"] == kind]
 
 
+def _crash_at(point, monkeypatch, config, paths, specs, jobs):
+    """Submit ``specs`` as one pack, 'dying' at ``point``; return the one job the provider got."""
+    monkeypatch.setenv("QPUFLOW_FAULT", f"{point}:raise")
+    with pytest.raises(SimulatedCrash):
+        _submit(config, paths, [specs])
+    monkeypatch.delenv("QPUFLOW_FAULT")
+    (job,) = jobs()
+    assert _markers(paths, specs) == {}
+    return job
+
+
 def _markers(paths, specs):
     return {s.key: Marker.read(paths.marker(s.key)) for s in specs if paths.marker(s.key).exists()}
 
 
 def test_a_crash_after_the_provider_accepted_is_adopted_not_resent(core, monkeypatch):
     config, paths, specs, jobs = core
-    monkeypatch.setenv("QPUFLOW_FAULT", "after_provider_accept:raise")
-    with pytest.raises(SimulatedCrash):
-        _submit(config, paths, [specs])
-    (job,) = jobs()
-    assert _markers(paths, specs) == {} and _events(paths, "accepted") == [] and len(_events(paths, "intent")) == 1
-    monkeypatch.delenv("QPUFLOW_FAULT")
+    job = _crash_at("after_provider_accept", monkeypatch, *core)
+    assert _events(paths, "accepted") == [] and len(_events(paths, "intent")) == 1
     # The next call groups the runs differently: the job at the provider still carries both.
     markers = _submit(config, paths, [[s] for s in specs])
     assert [j.job_id for j in jobs()] == [job.job_id]
@@ -67,12 +74,8 @@ def test_a_crash_after_the_provider_accepted_is_adopted_not_resent(core, monkeyp
 
 def test_a_crash_before_the_markers_are_written_is_restored_from_the_ledger(core, monkeypatch):
     config, paths, specs, jobs = core
-    monkeypatch.setenv("QPUFLOW_FAULT", "before_marker_write:raise")
-    with pytest.raises(SimulatedCrash):
-        _submit(config, paths, [specs])
-    (job,) = jobs()
-    assert _markers(paths, specs) == {} and len(_events(paths, "accepted")) == 2
-    monkeypatch.delenv("QPUFLOW_FAULT")
+    job = _crash_at("before_marker_write", monkeypatch, *core)
+    assert len(_events(paths, "accepted")) == 2
     markers = _submit(config, paths, [specs])
     assert [j.job_id for j in jobs()] == [job.job_id]
     assert {m.job_id for m in markers} == {job.job_id} and not any(m.adopted for m in markers)
