@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import functools
 
-from qpuflow.native.template import Gadget, Stabilizer, Template, dual, place_rigid
+from qpuflow.native.lattice import Grid, check_code, make_gadget
+from qpuflow.native.template import Gadget, Stabilizer, Template, place_rigid
 
 __all__ = ["subsystem_template"]
 
@@ -35,71 +36,34 @@ __all__ = ["subsystem_template"]
 @functools.lru_cache(maxsize=None)
 def subsystem_template(distance: int, basis: str) -> Template:
     """The heavy-hex subsystem code of odd ``distance`` for a ``basis`` memory."""
-    d = int(distance)
-    if d < 3 or d % 2 == 0:
-        raise ValueError(f"distance must be odd and >= 3, not {distance}")
-    if basis not in ("Z", "X"):
-        raise ValueError(f"basis must be 'Z' or 'X', not {basis!r}")
+    d = check_code(distance, basis)
     pair_type = basis  # gauges on horizontal pairs; their products protect the memory
     tree_type = "X" if basis == "Z" else "Z"
 
     def is_tree(i: int, j: int) -> bool:
         return (i + j) % 2 == 0
 
-    coords: list[tuple[int, int]] = []
-    roles: list[str] = []
-    index: dict[tuple[int, int], int] = {}
-
-    def node(rc: tuple[int, int], role: str) -> int:
-        if rc not in index:
-            index[rc] = len(coords)
-            coords.append(rc)
-            roles.append(role)
-        elif role == "measure" and roles[index[rc]] == "bridge":
-            roles[index[rc]] = "measure"
-        return index[rc]
-
-    D = {(i, j): node((2 * i, 2 * j + 1), "data") for i in range(d) for j in range(d)}
-    data_nodes = frozenset(D.values())
+    grid = Grid(d)
+    D = grid.data
     phases = (tree_type, pair_type)
-
-    def make(t: str, support, measure, helpers, z_gates) -> Gadget:
-        g = Gadget(basis="Z", phase=phases.index(t), support=tuple(sorted(support)), measure=measure,
-                   measure_basis="Z", helpers=tuple(helpers), gates=tuple(z_gates))
-        return g if t == "Z" else dual(g)
-
     trees: list[Gadget] = []
     strips: dict[int, list[int]] = {}
     for i in range(d - 1):
         for j in range(d + 1):
-            if not is_tree(i, j):
-                continue
-            v, vb = node((2 * i, 2 * j), "bridge"), node((2 * i + 2, 2 * j), "bridge")
-            b = node((2 * i + 1, 2 * j), "measure")
-            strips.setdefault(i, []).append(len(trees))
-            if 1 <= j <= d - 1:
-                a, bb, e, f = D[i, j - 1], D[i, j], D[i + 1, j - 1], D[i + 1, j]
-                gates = ((1, v, b), (2, vb, b), (2, a, v), (3, bb, v), (3, f, vb), (4, v, b), (4, e, vb), (5, vb, b))
-                trees.append(make(tree_type, (a, bb, e, f), b, ((v, "X"), (vb, "X")), gates))
-            else:
-                d1, d2 = (D[i, 0], D[i + 1, 0]) if j == 0 else (D[i, d - 1], D[i + 1, d - 1])
-                # Left edge: D(i+1, 0) is read at layer 2 by the tree below; right edge:
-                # both data are read at layer 3 by their other trees.
-                if j == 0:
-                    gates = ((1, v, b), (2, vb, b), (2, d1, v), (3, d2, vb), (3, v, b), (4, vb, b))
-                else:
-                    gates = ((1, v, b), (2, vb, b), (2, d1, v), (3, v, b), (4, d2, vb), (5, vb, b))
-                trees.append(make(tree_type, (d1, d2), b, ((v, "X"), (vb, "X")), gates))
+            if is_tree(i, j):
+                strips.setdefault(i, []).append(len(trees))
+                trees.append(grid.tree(i, j, tree_type, phases))
 
     pairs: list[Gadget] = []
     pair_at: dict[tuple[int, int], int] = {}
     for i in range(d):
         for j in range(1, d):
-            v = node((2 * i, 2 * j), "measure")
+            v = grid.node((2 * i, 2 * j), "measure")
             pair_at[i, j] = len(pairs)
-            pairs.append(make(pair_type, (D[i, j - 1], D[i, j]), v, (), ((1, D[i, j - 1], v), (2, D[i, j], v))))
+            pairs.append(make_gadget(pair_type, phases, (D[i, j - 1], D[i, j]), v, (),
+                                     ((1, D[i, j - 1], v), (2, D[i, j], v))))
 
-    gadgets = place_rigid(trees, data_nodes) + place_rigid(pairs, data_nodes)
+    gadgets = place_rigid(trees, grid.data_nodes) + place_rigid(pairs, grid.data_nodes)
     offset = len(trees)
     stabilizers: list[Stabilizer] = []
     for i in range(d - 1):  # Bacon-Shor strips of tree gauges
@@ -117,7 +81,7 @@ def subsystem_template(distance: int, basis: str) -> Template:
     col0 = tuple(D[i, 0] for i in range(d))
     row0 = tuple(D[0, j] for j in range(d))
     return Template(
-        kind="subsystem", distance=d, basis=basis, coords=tuple(coords), roles=tuple(roles),
+        kind="subsystem", distance=d, basis=basis, coords=tuple(grid.coords), roles=tuple(grid.roles),
         edges=tuple(edges), phases=phases, gadgets=tuple(gadgets), stabilizers=tuple(stabilizers),
         logicals=((pair_type, col0), (tree_type, row0)),
     )

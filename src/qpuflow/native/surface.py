@@ -70,7 +70,8 @@ from __future__ import annotations
 
 import functools
 
-from qpuflow.native.template import Gadget, Stabilizer, Template, dual, place_rigid
+from qpuflow.native.lattice import Grid, check_code, make_gadget
+from qpuflow.native.template import Gadget, Stabilizer, Template, place_rigid
 
 __all__ = ["surface_template"]
 
@@ -78,11 +79,7 @@ __all__ = ["surface_template"]
 @functools.lru_cache(maxsize=None)
 def surface_template(distance: int, basis: str) -> Template:
     """The native rotated surface code of odd ``distance`` oriented for a ``basis`` memory."""
-    d = int(distance)
-    if d < 3 or d % 2 == 0:
-        raise ValueError(f"distance must be odd and >= 3, not {distance}")
-    if basis not in ("Z", "X"):
-        raise ValueError(f"basis must be 'Z' or 'X', not {basis!r}")
+    d = check_code(distance, basis)
     side = basis  # type of the left/right weight-2 checks (and of every tree plaquette)
     top = "X" if side == "Z" else "Z"
 
@@ -94,58 +91,22 @@ def surface_template(distance: int, basis: str) -> Template:
     def is_tree(i: int, j: int) -> bool:
         return (i + j) % 2 == phi
 
-    coords: list[tuple[int, int]] = []
-    roles: list[str] = []
-    index: dict[tuple[int, int], int] = {}
-
-    def node(rc: tuple[int, int], role: str) -> int:
-        if rc not in index:
-            index[rc] = len(coords)
-            coords.append(rc)
-            roles.append(role)
-        elif role == "measure" and roles[index[rc]] == "bridge":
-            roles[index[rc]] = "measure"
-        return index[rc]
-
-    D = {(i, j): node((2 * i, 2 * j + 1), "data") for i in range(d) for j in range(d)}
+    grid = Grid(d)
+    D = grid.data
 
     def V(i: int, j: int, role: str = "bridge") -> int:
-        return node((2 * i, 2 * j), role)
+        return grid.node((2 * i, 2 * j), role)
 
     def B(i: int, j: int) -> int:
         assert is_tree(i, j)
-        return node((2 * i + 1, 2 * j), "measure")
+        return grid.node((2 * i + 1, 2 * j), "measure")
 
-    data_nodes = frozenset(D.values())
     phases = (side, top)
-    tree_gadgets: list[Gadget] = []
     n_gadgets: dict[int, list[Gadget]] = {0: [], 1: []}
     edge_gadgets: list[Gadget] = []
 
-    def make(t: str, support, measure, helpers, z_gates, windows=()) -> Gadget:
-        g = Gadget(basis="Z", phase=phases.index(t), support=tuple(sorted(support)), measure=measure,
-                   measure_basis="Z", helpers=tuple(helpers), gates=tuple(z_gates), windows=tuple(windows))
-        return g if t == "Z" else dual(g)
-
     # Tree plaquettes and side checks (type `side`).
-    for i in range(d - 1):
-        for j in range(d + 1):
-            if not is_tree(i, j):
-                continue
-            v, vb, b = V(i, j), V(i + 1, j), B(i, j)
-            if 1 <= j <= d - 1:
-                a, bb, e, f = D[i, j - 1], D[i, j], D[i + 1, j - 1], D[i + 1, j]
-                gates = ((1, v, b), (2, vb, b), (2, a, v), (3, bb, v), (3, f, vb), (4, v, b), (4, e, vb), (5, vb, b))
-                tree_gadgets.append(make(side, (a, bb, e, f), b, ((v, "X"), (vb, "X")), gates))
-            else:
-                d1, d2 = (D[i, 0], D[i + 1, 0]) if j == 0 else (D[i, d - 1], D[i + 1, d - 1])
-                # Left edge: D(i+1, 0) is read at layer 2 by the tree below; right edge:
-                # both data are read at layer 3 by their other trees.
-                if j == 0:
-                    gates = ((1, v, b), (2, vb, b), (2, d1, v), (3, d2, vb), (3, v, b), (4, vb, b))
-                else:
-                    gates = ((1, v, b), (2, vb, b), (2, d1, v), (3, v, b), (4, d2, vb), (5, vb, b))
-                tree_gadgets.append(make(side, (d1, d2), b, ((v, "X"), (vb, "X")), gates))
+    tree_gadgets = [grid.tree(i, j, side, phases) for i in range(d - 1) for j in range(d + 1) if is_tree(i, j)]
 
     # N plaquettes (type `top`): fold the left data into the right data, read with the tree
     # to the right.
@@ -164,8 +125,9 @@ def surface_template(distance: int, basis: str) -> Template:
                 (4, vt, bm), (4, at, bb), (4, ab, f),
                 (5, vb, bm), (5, a, at), (5, e, ab),
             )
-            n_gadgets[i % 2].append(make(top, (a, bb, e, f), bm, ((at, "Z"), (ab, "Z"), (vt, "X"), (vb, "X")),
-                                         gates, ((bb, 2, 4), (f, 2, 4))))
+            n_gadgets[i % 2].append(make_gadget(top, phases, (a, bb, e, f), bm,
+                                                ((at, "Z"), (ab, "Z"), (vt, "X"), (vb, "X")), gates,
+                                                ((bb, 2, 4), (f, 2, 4))))
 
     # Top and bottom checks (type `top`).
     for i, row in ((-1, 0), (d - 1, d - 1)):
@@ -173,11 +135,11 @@ def surface_template(distance: int, basis: str) -> Template:
             if ptype(i, j) != top:
                 continue
             v = V(row, j, "measure")
-            edge_gadgets.append(make(top, (D[row, j - 1], D[row, j]), v, (),
-                                     ((1, D[row, j - 1], v), (2, D[row, j], v))))
+            edge_gadgets.append(make_gadget(top, phases, (D[row, j - 1], D[row, j]), v, (),
+                                            ((1, D[row, j - 1], v), (2, D[row, j], v))))
 
-    gadgets = place_rigid(tree_gadgets, data_nodes)
-    gadgets += place_rigid(n_gadgets[0] + n_gadgets[1] + edge_gadgets, data_nodes)
+    gadgets = place_rigid(tree_gadgets, grid.data_nodes)
+    gadgets += place_rigid(n_gadgets[0] + n_gadgets[1] + edge_gadgets, grid.data_nodes)
     edges = sorted({tuple(sorted((c, x))) for g in gadgets for _, c, x in g.gates})
     stabilizers = tuple(Stabilizer(g.basis, (k,), g.support) for k, g in enumerate(gadgets))
     # Top/bottom checks are of type `top`: logical `side`-type operators run along a row,
@@ -185,7 +147,7 @@ def surface_template(distance: int, basis: str) -> Template:
     row0 = tuple(D[0, j] for j in range(d))
     col0 = tuple(D[i, 0] for i in range(d))
     return Template(
-        kind="surface", distance=d, basis=basis, coords=tuple(coords), roles=tuple(roles),
+        kind="surface", distance=d, basis=basis, coords=tuple(grid.coords), roles=tuple(grid.roles),
         edges=tuple(edges), phases=phases, gadgets=tuple(gadgets), stabilizers=stabilizers,
         logicals=((side, row0), (top, col0)),
     )
