@@ -306,62 +306,10 @@ def stim_translation(
     used = sorted({p for key in distinct if key[0] not in _NO_QUBITS_USED for p in key[1]})
     compact = {p: str(i) for i, p in enumerate(used)}
 
-    s1 = ONE_QUBIT_DEPOLARIZING_FACTOR * noise_scale
-    s2 = TWO_QUBIT_DEPOLARIZING_FACTOR * noise_scale
     dt = target.dt if target is not None else None
     for key in distinct:
-        name = key[0]
-        if name == "barrier":
-            distinct[key] = "TICK"
-            continue
-        phys = key[1]
-        if name == "delay":
-            p = phys[0]
-            line = ""
-            if p in compact:
-                t1, t2 = errors.relaxation(p)
-                px, py, pz = (
-                    _clip(v * noise_scale, 1.0) for v in _idle_channel(_delay_seconds(key[3], key[2], dt), t1, t2)
-                )
-                total = px + py + pz
-                if total > 1.0:
-                    px, py, pz = px / total, py / total, pz / total
-                if total > 0:
-                    line = f"PAULI_CHANNEL_1({px!r},{py!r},{pz!r}) {compact[p]}"
-            distinct[key] = line
-            continue
-        qs = " ".join([compact[p] for p in phys])
-        if name == "rz":
-            k = key[2]
-            line = f"{_RZ_GATE[k]} {qs}" if k else ""
-        elif name in ("sx", "x", "id"):
-            line = f"{'SQRT_X' if name == 'sx' else 'X'} {qs}" if name != "id" else ""
-            p = _clip(s1 * errors.error(name, phys), 0.75)
-            if p > 0:
-                line = f"{line}\nDEPOLARIZE1({p!r}) {qs}" if line else f"DEPOLARIZE1({p!r}) {qs}"
-        elif name == "cz":
-            line = f"CZ {qs}"
-            p = _clip(s2 * errors.error(name, phys), 15 / 16)
-            if p > 0:
-                line = f"{line}\nDEPOLARIZE2({p!r}) {qs}"
-        elif name == "measure":
-            p = _clip(noise_scale * errors.error(name, phys), 1.0) if readout_flips else 0.0
-            line = f"M({p!r}) {qs}" if p > 0 else f"M {qs}"
-        else:  # reset
-            line = f"R {qs}"
-            p = _clip(noise_scale * errors.error(name, phys), 1.0)
-            if p > 0:
-                line = f"{line}\nX_ERROR({p!r}) {qs}"
-        distinct[key] = line
-
-    clbit_name = {}
-    for creg in isa.cregs:
-        for b, cb in enumerate(creg):
-            clbit_name.setdefault(cb, (creg.name, b))
-    clbit_records: dict[tuple[str, int], int] = {}
-    for n, clbit in enumerate(measured):
-        if clbit in clbit_name:
-            clbit_records[clbit_name[clbit]] = n
+        distinct[key] = _stim_line(key, compact, errors, noise_scale, dt, readout_flips)
+    clbit_records = _clbit_records(isa, measured)
     # Keys that write nothing (rz(0), a noiseless id, a noiseless delay) map to "".
     return StimTranslation(
         text="\n".join(filter(None, map(distinct.__getitem__, keys))) + "\n",
@@ -370,6 +318,59 @@ def stim_translation(
         num_measurements=len(measured),
         measured_qubits=tuple(key[1][0] for key in keys if key[0] == "measure"),
     )
+
+
+def _stim_line(key: tuple, compact: dict[int, str], errors: "_ErrorTable", noise_scale: float, dt: float | None,
+               readout_flips: bool) -> str:
+    """The stim text of one distinct instruction key (see :func:`stim_translation`); "" when
+    it writes nothing (rz(0), a noiseless id or delay)."""
+    name = key[0]
+    if name == "barrier":
+        return "TICK"
+    phys = key[1]
+    if name == "delay":
+        return _idle_line(key, compact, errors, noise_scale, dt)
+    qs = " ".join([compact[p] for p in phys])
+    if name == "rz":
+        k = key[2]
+        return f"{_RZ_GATE[k]} {qs}" if k else ""
+    if name in ("sx", "x", "id"):
+        line = f"{'SQRT_X' if name == 'sx' else 'X'} {qs}" if name != "id" else ""
+        p = _clip(ONE_QUBIT_DEPOLARIZING_FACTOR * noise_scale * errors.error(name, phys), 0.75)
+        if p > 0:
+            line = f"{line}\nDEPOLARIZE1({p!r}) {qs}" if line else f"DEPOLARIZE1({p!r}) {qs}"
+        return line
+    if name == "cz":
+        p = _clip(TWO_QUBIT_DEPOLARIZING_FACTOR * noise_scale * errors.error(name, phys), 15 / 16)
+        return f"CZ {qs}\nDEPOLARIZE2({p!r}) {qs}" if p > 0 else f"CZ {qs}"
+    if name == "measure":
+        p = _clip(noise_scale * errors.error(name, phys), 1.0) if readout_flips else 0.0
+        return f"M({p!r}) {qs}" if p > 0 else f"M {qs}"
+    p = _clip(noise_scale * errors.error(name, phys), 1.0)  # reset
+    return f"R {qs}\nX_ERROR({p!r}) {qs}" if p > 0 else f"R {qs}"
+
+
+def _idle_line(key: tuple, compact: dict[int, str], errors: "_ErrorTable", noise_scale: float,
+               dt: float | None) -> str:
+    """The Pauli twirl of T1/T2 decay over one delay, or "" (a qubit outside the experiment)."""
+    p = key[1][0]
+    if p not in compact:
+        return ""
+    t1, t2 = errors.relaxation(p)
+    px, py, pz = (_clip(v * noise_scale, 1.0) for v in _idle_channel(_delay_seconds(key[3], key[2], dt), t1, t2))
+    total = px + py + pz
+    if total > 1.0:
+        px, py, pz = px / total, py / total, pz / total
+    return f"PAULI_CHANNEL_1({px!r},{py!r},{pz!r}) {compact[p]}" if total > 0 else ""
+
+
+def _clbit_records(isa: QuantumCircuit, measured: list) -> dict[tuple[str, int], int]:
+    """(register, bit) -> index of the measurement record that writes it."""
+    clbit_name = {}
+    for creg in isa.cregs:
+        for b, cb in enumerate(creg):
+            clbit_name.setdefault(cb, (creg.name, b))
+    return {clbit_name[clbit]: n for n, clbit in enumerate(measured) if clbit in clbit_name}
 
 
 def apply_readout(samples: np.ndarray, measured_qubits: tuple[int, ...], pairs, *, scale: float,
