@@ -552,6 +552,19 @@ def select_chain(
     if length > len(nodes):
         raise ValueError(f"chain length {length} exceeds the {len(nodes)} usable qubits of the backend")
 
+    best_path = _cheapest_path(node, edges, nodes, length, target.num_qubits)
+    if best_path is None:
+        raise ValueError(
+            f"the usable coupling graph of {getattr(backend, 'name', 'the backend')} has no "
+            f"simple path of {length} qubits; choose a shorter chain or another backend"
+        )
+    return list(best_path)
+
+
+def _cheapest_path(node: list[float | None], edges: Mapping[tuple[int, int], float], nodes: list[int], length: int,
+                   num_qubits: int) -> tuple[int, ...] | None:
+    """The simple path of ``length`` nodes with the least summed node and edge cost (depth
+    first, branch and bound; ties broken by the lexicographically smallest path), or None."""
     adj: dict[int, list[tuple[int, float]]] = {q: [] for q in nodes}
     for (a, b), c in edges.items():
         if node[a] is not None and node[b] is not None:
@@ -566,7 +579,7 @@ def select_chain(
     best_cost = math.inf
     best_path: tuple[int, ...] | None = None
     path: list[int] = []
-    on_path = [False] * target.num_qubits
+    on_path = [False] * num_qubits
 
     def consider(cost: float) -> None:
         nonlocal best_cost, best_path
@@ -598,12 +611,7 @@ def select_chain(
         extend(node[start])
         on_path[start] = False
         path.pop()
-    if best_path is None:
-        raise ValueError(
-            f"the usable coupling graph of {getattr(backend, 'name', 'the backend')} has no "
-            f"simple path of {length} qubits; choose a shorter chain or another backend"
-        )
-    return list(best_path)
+    return best_path
 
 
 # --------------------------------------------------------------------------------------
