@@ -144,3 +144,27 @@ def test_the_check_sees_function_local_imports(tmp_path: Path):
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from qpuflow.wf import Study\n"
                       "def f():\n    from qpuflow.smk import run_step\n")
     assert _imports(module) == {"smk"}
+
+
+def _length_without_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    if not body:
+        return 0
+    signature = node.body[0].lineno - node.lineno  # def line(s), decorators excluded
+    return signature + body[-1].end_lineno - body[0].lineno + 1 + 1
+
+
+def test_no_function_is_over_60_lines_without_a_reason():
+    """Issue 14: a function longer than 60 lines (its docstring not counted) says why in its
+    docstring ("Long because ...")."""
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _length_without_docstring(node) > 60:
+                if "long because" not in (ast.get_docstring(node) or "").lower():
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} "
+                                f"({_length_without_docstring(node)} lines)")
+    assert not long, "functions over 60 lines without a reason:\n" + "\n".join(long)

@@ -402,62 +402,23 @@ def stim_to_qiskit(
     flat = circuit.flattened()
     for pos, inst in enumerate(flat):
         _check_instruction(inst, pos)
+    used = sorted({t.value for inst in flat if inst.name in _GATES | _MEASURE_OPS for t in inst.targets_copy()})
+    mmap = _measurement_map(circuit, flat, expected_observables)
+    qc = _qiskit_circuit(flat, used, mmap, name)
+    qc.metadata = {
+        "format": METADATA_FORMAT,
+        "measurement_map": mmap.to_json(),
+        "stim_circuit": str(circuit),
+        "stim_qubits": list(used),
+    }
+    return qc, mmap
 
-    used = sorted(
-        {
-            t.value
-            for inst in flat
-            if inst.name in _GATES | _MEASURE_OPS
-            for t in inst.targets_copy()
-        }
-    )
-    index = {s: i for i, s in enumerate(used)}
-    # Position of the last gate/measurement touching each qubit: MX only needs its trailing
-    # H if the qubit is touched again.
-    last_touch: dict[int, int] = {}
-    for pos, inst in enumerate(flat):
-        if inst.name in _GATES | _MEASURE_OPS:
-            for t in inst.targets_copy():
-                last_touch[t.value] = pos
 
-    # Pass 1: group measurements into layers and resolve relative record targets.
-    layers: list[_Layer] = []
-    layer_of_record: list[int] = []
-    detectors: list[tuple[int, ...]] = []
-    observables: dict[int, list[int]] = {}
-    open_layer = False
-    gates_after_last_layer = False
-    n_rec = 0
-    for inst in flat:
-        nm = inst.name
-        if nm == "TICK":
-            open_layer = False
-        elif nm in _MEASURE_OPS:
-            kind = "MR" if nm == "MR" else "M"
-            if not open_layer or layers[-1].op != kind:
-                layers.append(_Layer(op=kind, records=[]))
-                open_layer = True
-            for _ in inst.targets_copy():
-                layers[-1].records.append(n_rec)
-                layer_of_record.append(len(layers) - 1)
-                n_rec += 1
-            gates_after_last_layer = False
-        elif nm in _GATES:
-            open_layer = False
-            gates_after_last_layer = True
-        elif nm in ("DETECTOR", "OBSERVABLE_INCLUDE"):
-            recs = []
-            for t in inst.targets_copy():
-                if not t.is_measurement_record_target:
-                    raise UnsupportedStimInstructionError(
-                        f"{inst} has target {t!r}; only rec[-k] targets are supported"
-                    )
-                recs.append(n_rec + t.value)
-            if nm == "DETECTOR":
-                detectors.append(_parity(recs))
-            else:
-                observables.setdefault(int(inst.gate_args_copy()[0]), []).extend(recs)
-
+def _measurement_map(circuit: stim.Circuit, flat: stim.Circuit,
+                     expected_observables: Sequence[int] | None) -> MeasurementMap:
+    """Pass 1 of :func:`stim_to_qiskit`: measurements grouped into layers (one register each),
+    detectors and observables resolved to absolute records, the ideal observable values."""
+    layers, detectors, observables, gates_after_last_layer = _measurement_layers(flat)
     if not layers:
         raise ValueError("the stim circuit has no measurements; nothing to convert")
     if observables and sorted(observables) != list(range(len(observables))):
@@ -483,7 +444,7 @@ def stim_to_qiskit(
     for k, lay in enumerate(layers):
         for b, r in enumerate(lay.records):
             bit_in_layer[r] = (k, b)
-    record = tuple((reg_names[bit_in_layer[r][0]], bit_in_layer[r][1]) for r in range(n_rec))
+    record = tuple((reg_names[bit_in_layer[r][0]], bit_in_layer[r][1]) for r in range(len(measured_qubits)))
 
     if expected_observables is None:
         ref = circuit.reference_sample()
@@ -495,8 +456,7 @@ def stim_to_qiskit(
                 f"expected_observables has {len(expected)} entries but the circuit defines "
                 f"{len(obs)} observables"
             )
-
-    mmap = MeasurementMap(
+    return MeasurementMap(
         registers=tuple((reg_names[k], len(lay.records)) for k, lay in enumerate(layers)),
         record=record,
         detectors=tuple(detectors),
@@ -504,7 +464,60 @@ def stim_to_qiskit(
         expected_observables=expected,
     )
 
-    # Pass 2: build the Qiskit circuit.
+
+def _measurement_layers(flat: stim.Circuit) -> tuple[list[_Layer], list[tuple[int, ...]], dict[int, list[int]], bool]:
+    """(measurement layers, detectors, observable index -> records, whether gates follow the
+    last layer): consecutive measurements of one kind with no TICK or gate between them form a
+    layer; rec[-k] targets become absolute record numbers."""
+    layers: list[_Layer] = []
+    detectors: list[tuple[int, ...]] = []
+    observables: dict[int, list[int]] = {}
+    open_layer = False
+    gates_after_last_layer = False
+    n_rec = 0
+    for inst in flat:
+        nm = inst.name
+        if nm == "TICK":
+            open_layer = False
+        elif nm in _MEASURE_OPS:
+            kind = "MR" if nm == "MR" else "M"
+            if not open_layer or layers[-1].op != kind:
+                layers.append(_Layer(op=kind, records=[]))
+                open_layer = True
+            for _ in inst.targets_copy():
+                layers[-1].records.append(n_rec)
+                n_rec += 1
+            gates_after_last_layer = False
+        elif nm in _GATES:
+            open_layer = False
+            gates_after_last_layer = True
+        elif nm in ("DETECTOR", "OBSERVABLE_INCLUDE"):
+            recs = []
+            for t in inst.targets_copy():
+                if not t.is_measurement_record_target:
+                    raise UnsupportedStimInstructionError(
+                        f"{inst} has target {t!r}; only rec[-k] targets are supported"
+                    )
+                recs.append(n_rec + t.value)
+            if nm == "DETECTOR":
+                detectors.append(_parity(recs))
+            else:
+                observables.setdefault(int(inst.gate_args_copy()[0]), []).extend(recs)
+    return layers, detectors, observables, gates_after_last_layer
+
+
+def _qiskit_circuit(flat: stim.Circuit, used: list[int], mmap: MeasurementMap, name: str) -> QuantumCircuit:
+    """Pass 2 of :func:`stim_to_qiskit`: the gates, one barrier per TICK, each measurement into
+    its (register, bit); MX's trailing H and MR's reset only where the qubit is used again."""
+    index = {s: i for i, s in enumerate(used)}
+    # Position of the last gate/measurement touching each qubit: MX only needs its trailing
+    # H if the qubit is touched again.
+    last_touch: dict[int, int] = {}
+    for pos, inst in enumerate(flat):
+        if inst.name in _GATES | _MEASURE_OPS:
+            for t in inst.targets_copy():
+                last_touch[t.value] = pos
+    record = mmap.record
     qreg = QuantumRegister(len(used), "q")
     cregs = {nm: ClassicalRegister(size, nm) for nm, size in mmap.registers}
     qc = QuantumCircuit(qreg, *cregs.values(), name=name)
@@ -545,14 +558,7 @@ def stim_to_qiskit(
                     qc.reset(q)
                 elif nm == "MX" and used_later:
                     qc.h(q)
-
-    qc.metadata = {
-        "format": METADATA_FORMAT,
-        "measurement_map": mmap.to_json(),
-        "stim_circuit": str(circuit),
-        "stim_qubits": list(used),
-    }
-    return qc, mmap
+    return qc
 
 
 def memory_experiment(

@@ -743,24 +743,8 @@ def decode_batch(
     if not events:
         return []
     matching = matching or build_matching(dem, correlated=correlated)
-    stacked = np.concatenate(events).astype(np.uint8)
-    try:
-        if correlated:
-            predicted = matching.decode_batch(stacked, enable_correlations=True)
-        else:
-            predicted = matching.decode_batch(stacked)
-    except ValueError as exc:
-        raise ValueError(
-            f"PyMatching found no correction for some shots ({exc}); the detector error model "
-            "has no errors that explain their detection events. Decode with a DEM of a noisy "
-            "model of this circuit (uniform_dem with p > 0, or calibration_dem of a noisy snapshot)"
-        ) from None
-    predicted = np.asarray(predicted, dtype=bool)
-    if predicted.ndim == 1:
-        predicted = predicted.reshape(len(stacked), -1)
-    predicted = predicted[:, : mmap.num_observables]
-    if predicted.shape[1] < mmap.num_observables:  # observables no error can flip
-        predicted = np.pad(predicted, ((0, 0), (0, mmap.num_observables - predicted.shape[1])))
+    predicted = _predict(matching, np.concatenate(events).astype(np.uint8), mmap.num_observables,
+                         correlated=correlated)
     n_rounds = int(rounds.max()) + 1 if len(rounds) else 0
     per_round_detectors = tuple(int(v) for v in np.bincount(rounds, minlength=n_rounds))
     out, start = [], 0
@@ -777,3 +761,26 @@ def decode_batch(
             detectors_per_round=per_round_detectors,
         ))
     return out
+
+
+def _predict(matching: pymatching.Matching, stacked: np.ndarray, num_observables: int, *,
+             correlated: bool) -> np.ndarray:
+    """PyMatching's predicted observable flips, shots x ``num_observables`` (bool)."""
+    try:
+        if correlated:
+            predicted = matching.decode_batch(stacked, enable_correlations=True)
+        else:
+            predicted = matching.decode_batch(stacked)
+    except ValueError as exc:
+        raise ValueError(
+            f"PyMatching found no correction for some shots ({exc}); the detector error model "
+            "has no errors that explain their detection events. Decode with a DEM of a noisy "
+            "model of this circuit (uniform_dem with p > 0, or calibration_dem of a noisy snapshot)"
+        ) from None
+    predicted = np.asarray(predicted, dtype=bool)
+    if predicted.ndim == 1:
+        predicted = predicted.reshape(len(stacked), -1)
+    predicted = predicted[:, :num_observables]
+    if predicted.shape[1] < num_observables:  # observables no error can flip
+        predicted = np.pad(predicted, ((0, 0), (0, num_observables - predicted.shape[1])))
+    return predicted

@@ -964,14 +964,7 @@ def preflight_check(isa: QuantumCircuit, backend=None) -> list[str]:
         mmap = _mmap_of(isa)
     except ValueError as exc:
         return [str(exc)]
-    regs = {c.name: c.size for c in isa.cregs}
-    problems = []
-    for name, size in mmap.registers:
-        if regs.get(name) != size:
-            problems.append(
-                f"register {name!r} of the measurement map ({size} bits) is "
-                f"{'missing' if name not in regs else f'{regs[name]} bits'} in the circuit"
-            )
+    problems = _register_problems(isa, mmap)
     if problems:
         return problems
 
@@ -1020,6 +1013,14 @@ def preflight_check(isa: QuantumCircuit, backend=None) -> list[str]:
                 problems.append(f"{label} is {value} but the prepared state needs {want}")
     return problems
 
+
+
+def _register_problems(isa: QuantumCircuit, mmap: MeasurementMap) -> list[str]:
+    """The measurement map's registers that the circuit lacks or has at another size."""
+    regs = {c.name: c.size for c in isa.cregs}
+    return [f"register {name!r} of the measurement map ({size} bits) is "
+            f"{'missing' if name not in regs else f'{regs[name]} bits'} in the circuit"
+            for name, size in mmap.registers if regs.get(name) != size]
 
 def _preflight_sampled(isa: QuantumCircuit, mmap: MeasurementMap) -> list[str]:
     # Aer gives samples, not an analysis: a random detector is caught with probability

@@ -64,10 +64,8 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     the candidate qubits around the calibration-best chain, at a fixed layout. The backend's
     calibration is saved (content-addressed) so the marker can point at what was used.
     """
-    from qpuflow.placement import is_native, native_isa, place_patch
     from qpuflow.qpyio import check_isa_delays
-    from qpuflow.transpile import (calibration_snapshot, circuit_fingerprint, isa_summary,
-                                   physical_layout, transpile_isa)
+    from qpuflow.transpile import calibration_snapshot, circuit_fingerprint, isa_summary, physical_layout
 
     circuit = load_circuit(circuit_path)
     backend = current_backend(spec.backend, config)
@@ -80,17 +78,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
             raise ValueError(f"{spec.key}: a deployment arm needs its session's selection file")
         selection = arm_selection(spec, read_json(selection_path, "qubit selection"), selection_path)
         layout = selection["chain"]
-    placement = None
-    if is_native(spec.layout):
-        placement = place_patch(spec.layout, distance=spec.distance, logical_state=spec.logical_state,
-                                backend=backend, snapshot=snapshot, snapshot_key=str(snapshot_path),
-                                seed=spec.transpiler_seed, optimization_level=spec.optimization_level,
-                                ancilla_reset=bool(spec.ancilla_reset))
-        isa = native_isa(circuit, placement, backend, seed=spec.transpiler_seed,
-                         optimization_level=spec.optimization_level)
-    else:
-        isa = transpile_isa(circuit, backend, seed=spec.transpiler_seed,
-                            optimization_level=spec.optimization_level, initial_layout=layout)
+    isa, placement = _isa_for(spec, circuit, backend, snapshot, str(snapshot_path), layout)
     if layout is not None and physical_layout(isa) != list(layout):
         raise ValueError(f"{spec.key}: the transpiler moved the chosen qubits {layout} to "
                          f"{physical_layout(isa)}; refusing to submit a run on qubits nobody chose")
@@ -124,6 +112,23 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     write_json_atomic(out_info, info)
     return info
 
+
+
+def _isa_for(spec: RunSpec, circuit: Any, backend: Any, snapshot: dict[str, Any], snapshot_key: str,
+             layout: list[int] | None) -> tuple[Any, Any]:
+    """(ISA circuit, native placement or None): a native layout is placed on the device's best
+    clean region; any other is transpiled, onto ``layout`` when one was chosen."""
+    from qpuflow.placement import is_native, native_isa, place_patch
+    from qpuflow.transpile import transpile_isa
+
+    if not is_native(spec.layout):
+        return transpile_isa(circuit, backend, seed=spec.transpiler_seed, optimization_level=spec.optimization_level,
+                             initial_layout=layout), None
+    placement = place_patch(spec.layout, distance=spec.distance, logical_state=spec.logical_state, backend=backend,
+                            snapshot=snapshot, snapshot_key=snapshot_key, seed=spec.transpiler_seed,
+                            optimization_level=spec.optimization_level, ancilla_reset=bool(spec.ancilla_reset))
+    return native_isa(circuit, placement, backend, seed=spec.transpiler_seed,
+                      optimization_level=spec.optimization_level), placement
 
 def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
                       selection_path: Path | None = None) -> dict[str, Any]:

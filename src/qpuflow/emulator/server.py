@@ -1127,6 +1127,62 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"kind": kind, "actions": scripts.left(kind)} if kind else scripts.snapshot())
         return self._error(405, "method not allowed")
 
+    def _admin_faults(self, method: str, body: dict[str, Any]) -> None:
+        app = self.app
+        if method == "DELETE":
+            app.faults.reset()
+        elif method == "POST":
+            try:
+                expire = bool(body.pop("expire_tokens", False))
+                app.faults.update(body)
+            except ValueError as exc:
+                return self._error(400, str(exc))
+            if expire:
+                app.expire_tokens()
+        return self._json(200, app.faults.snapshot())
+
+    def _admin_settings(self, method: str, body: dict[str, Any]) -> None:
+        app = self.app
+        if method == "POST":
+            unknown = set(body) - set(app.settings)
+            if unknown:
+                return self._error(400, f"unknown setting(s) {sorted(unknown)}; known: {sorted(app.settings)}")
+            try:
+                values = {k: float(v) if k != "max_page_size" else int(v) for k, v in body.items()}
+            except (TypeError, ValueError):
+                return self._error(400, "settings must be numbers")
+            if any(v < 0 for v in values.values()):
+                return self._error(400, "settings must be >= 0")
+            app.settings.update(values)
+        return self._json(200, app.settings)
+
+    def _admin_job_action(self, job_id: str, action: str, body: dict[str, Any]) -> None:
+        """End a job as the service would (cancel, fail) or make it due now (complete)."""
+        app = self.app
+        job = app.jobs.get(job_id)
+        if job is None:
+            return self._error(404, f"no job {job_id}")
+        if action == "complete":
+            # Due now: the worker runs it on its next pass (simulation needs qiskit, which
+            # lives in the worker), so it ends as it would have: Completed with a result,
+            # or what a fault or max_execution_time decides.
+            if not app.jobs.release(job["id"]):
+                return self._error(409, f"job {job['id']} is already final")
+            if app.worker is not None:
+                app.worker.notify()
+            return self._json(200, job_json(app.jobs.get(job["id"])))
+        if action == "cancel":  # by the service: free
+            ok = app.jobs.finish(job["id"], "Cancelled", now=time.time(), usage_seconds=0.0,
+                                 reason=body.get("reason", "Job was cancelled by the service"),
+                                 reason_code=body.get("reason_code"))
+        else:
+            ok = app.jobs.finish(job["id"], "Failed", now=time.time(), usage_seconds=0.0,
+                                 reason=body.get("reason", "Internal error (emulated)"),
+                                 reason_code=int(body.get("reason_code", 1500)))
+        if not ok:
+            return self._error(409, f"job {job['id']} is already final")
+        return self._json(200, job_json(app.jobs.get(job["id"])))
+
     def _admin(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         app = self.app
         try:
@@ -1138,34 +1194,10 @@ class Handler(BaseHTTPRequestHandler):
                                     "worker_alive": bool(app.worker and app.worker.alive()),
                                     "worker_restarts": app.worker.restarts if app.worker else 0,
                                     "started": app.started, "strict": app.strict})
-        if path == "/faults":
-            if method == "GET":
-                return self._json(200, app.faults.snapshot())
-            if method == "DELETE":
-                app.faults.reset()
-                return self._json(200, app.faults.snapshot())
-            if method == "POST":
-                try:
-                    expire = bool(body.pop("expire_tokens", False))
-                    app.faults.update(body)
-                except ValueError as exc:
-                    return self._error(400, str(exc))
-                if expire:
-                    app.expire_tokens()
-                return self._json(200, app.faults.snapshot())
+        if path == "/faults" and method in ("GET", "DELETE", "POST"):
+            return self._admin_faults(method, body)
         if path == "/settings":
-            if method == "POST":
-                unknown = set(body) - set(app.settings)
-                if unknown:
-                    return self._error(400, f"unknown setting(s) {sorted(unknown)}; known: {sorted(app.settings)}")
-                try:
-                    values = {k: float(v) if k != "max_page_size" else int(v) for k, v in body.items()}
-                except (TypeError, ValueError):
-                    return self._error(400, "settings must be numbers")
-                if any(v < 0 for v in values.values()):
-                    return self._error(400, "settings must be >= 0")
-                app.settings.update(values)
-            return self._json(200, app.settings)
+            return self._admin_settings(method, body)
         if path == "/requests":
             if method == "DELETE":
                 app.log.clear()
@@ -1192,29 +1224,7 @@ class Handler(BaseHTTPRequestHandler):
                 "finished": iso(j.get("finished"))} for j in jobs])
         m = re.fullmatch(r"/jobs/(?P<id>[^/]+)/(?P<action>cancel|fail|complete)", path)
         if m and method == "POST":
-            job = app.jobs.get(m["id"])
-            if job is None:
-                return self._error(404, f"no job {m['id']}")
-            if m["action"] == "complete":
-                # Due now: the worker runs it on its next pass (simulation needs qiskit, which
-                # lives in the worker), so it ends as it would have: Completed with a result,
-                # or what a fault or max_execution_time decides.
-                if not app.jobs.release(job["id"]):
-                    return self._error(409, f"job {job['id']} is already final")
-                if app.worker is not None:
-                    app.worker.notify()
-                return self._json(200, job_json(app.jobs.get(job["id"])))
-            if m["action"] == "cancel":  # by the service: free
-                ok = app.jobs.finish(job["id"], "Cancelled", now=time.time(), usage_seconds=0.0,
-                                     reason=body.get("reason", "Job was cancelled by the service"),
-                                     reason_code=body.get("reason_code"))
-            else:
-                ok = app.jobs.finish(job["id"], "Failed", now=time.time(), usage_seconds=0.0,
-                                     reason=body.get("reason", "Internal error (emulated)"),
-                                     reason_code=int(body.get("reason_code", 1500)))
-            if not ok:
-                return self._error(409, f"job {job['id']} is already final")
-            return self._json(200, job_json(app.jobs.get(job["id"])))
+            return self._admin_job_action(m["id"], m["action"], body)
         self._error(404, f"no admin endpoint {method} {path}")
 
 

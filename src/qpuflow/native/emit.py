@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import stim
 
-from qpuflow.native.template import Template
+from qpuflow.native.template import Gadget, Template
 
 __all__ = ["memory_circuit", "LOGICAL_STATES"]
 
@@ -61,64 +61,71 @@ def _layers_for(
     last_meas: dict[int, tuple[object, str]] = {}  # ancilla -> (key, basis) of its last measurement
     for r in range(rounds):
         for ph in range(len(template.phases)):
-            gadgets = [g for g in template.gadgets if g.phase == ph]
-            # Each ancilla's uses in this phase, in time order: (first layer, basis).
-            uses: dict[int, list[tuple[int, str]]] = {}
-            for g in gadgets:
-                for a in g.ancillas:
-                    first = min(layer for layer, c, t in g.gates if a in (c, t))
-                    uses.setdefault(a, []).append((first, g.ancilla_basis(a)))
-            for a in uses:
-                uses[a].sort()
-            anc = sorted(uses)
-            init_layer: list[_Op] = []
-            after_init: list[_Op] = []
-            for a in anc:
-                want = uses[a][0][1]
-                if reset or a not in last_meas:
-                    init_layer.append(_Op("R" if want == "Z" else "RX", a))
-                    continue
-                # No reset: undo the measured value with a Pauli conditioned on the record
-                # (inlined into the detectors at the end), then change basis if needed.
-                key, was = last_meas[a]
-                init_layer.append(_Op("FBX" if was == "Z" else "FBZ", a, key=key))
-                if want != was:
-                    after_init.append(_Op("H", a))
-            layers.append(init_layer)
-            layers.append(after_init)
-            change_at: dict[int, list[int]] = {}  # layer -> ancillas needing an H first
-            final_basis = {}
-            for a, seq in uses.items():
-                for (f0, b0), (f1, b1) in zip(seq, seq[1:]):
-                    if b0 != b1:
-                        change_at.setdefault(f1, []).append(a)
-                final_basis[a] = seq[-1][1]
-            by_layer: dict[int, list[tuple[int, int]]] = {}
-            for g in gadgets:
-                for layer, c, t in g.gates:
-                    by_layer.setdefault(layer, []).append((c, t))
-            for layer in sorted(by_layer):
-                gates = sorted(by_layer[layer])
-                pre = [t for _, t in gates]
-                for a in change_at.get(layer, []):
-                    if a in pre:
-                        pre.remove(a)  # H H cancels
-                    else:
-                        pre.append(a)
-                layers.append([_Op("H", q) for q in sorted(pre)])
-                layers.append([op for c, t in gates for op in (_Op("CZ", c, partner=t), _Op("CZ", t, partner=c))])
-                layers.append([_Op("H", t) for _, t in gates])
-            measured = []
-            for g in gadgets:
-                measured.append((g.measure, g.measure_basis))
-            if flags or not reset:
-                flagged = {a for a in anc} - {g.measure for g in gadgets}
-                measured += [(a, final_basis[a]) for a in sorted(flagged)]
-            layers.append([_Op("M" if b == "Z" else "MX", a, key=("a", r, ph, a)) for a, b in measured])
-            for a, b in measured:
-                last_meas[a] = (("a", r, ph, a), b)
+            layers += _phase_layers([g for g in template.gadgets if g.phase == ph], r, ph, reset, flags, last_meas)
     final = "M" if memory_basis == "Z" else "MX"
     layers.append([_Op(final, q, key=("d", q)) for q in data])
+    return layers
+
+
+def _phase_layers(gadgets: list[Gadget], r: int, ph: int, reset: bool, flags: bool | str,
+                  last_meas: dict[int, tuple[object, str]]) -> list[list[_Op]]:
+    """The layers of one phase of round ``r``: prepare its ancillas (reset, or undo the last
+    measured value by feedback), its CX layers as H-CZ-H with the basis changes ancillas need,
+    and its measurements (recorded in ``last_meas``)."""
+    # Each ancilla's uses in this phase, in time order: (first layer, basis).
+    uses: dict[int, list[tuple[int, str]]] = {}
+    for g in gadgets:
+        for a in g.ancillas:
+            first = min(layer for layer, c, t in g.gates if a in (c, t))
+            uses.setdefault(a, []).append((first, g.ancilla_basis(a)))
+    for a in uses:
+        uses[a].sort()
+    anc = sorted(uses)
+    init_layer: list[_Op] = []
+    after_init: list[_Op] = []
+    for a in anc:
+        want = uses[a][0][1]
+        if reset or a not in last_meas:
+            init_layer.append(_Op("R" if want == "Z" else "RX", a))
+            continue
+        # No reset: undo the measured value with a Pauli conditioned on the record
+        # (inlined into the detectors at the end), then change basis if needed.
+        key, was = last_meas[a]
+        init_layer.append(_Op("FBX" if was == "Z" else "FBZ", a, key=key))
+        if want != was:
+            after_init.append(_Op("H", a))
+    layers: list[list[_Op]] = [init_layer, after_init]
+    change_at: dict[int, list[int]] = {}  # layer -> ancillas needing an H first
+    final_basis = {}
+    for a, seq in uses.items():
+        for (f0, b0), (f1, b1) in zip(seq, seq[1:]):
+            if b0 != b1:
+                change_at.setdefault(f1, []).append(a)
+        final_basis[a] = seq[-1][1]
+    by_layer: dict[int, list[tuple[int, int]]] = {}
+    for g in gadgets:
+        for layer, c, t in g.gates:
+            by_layer.setdefault(layer, []).append((c, t))
+    for layer in sorted(by_layer):
+        gates = sorted(by_layer[layer])
+        pre = [t for _, t in gates]
+        for a in change_at.get(layer, []):
+            if a in pre:
+                pre.remove(a)  # H H cancels
+            else:
+                pre.append(a)
+        layers.append([_Op("H", q) for q in sorted(pre)])
+        layers.append([op for c, t in gates for op in (_Op("CZ", c, partner=t), _Op("CZ", t, partner=c))])
+        layers.append([_Op("H", t) for _, t in gates])
+    measured = []
+    for g in gadgets:
+        measured.append((g.measure, g.measure_basis))
+    if flags or not reset:
+        flagged = {a for a in anc} - {g.measure for g in gadgets}
+        measured += [(a, final_basis[a]) for a in sorted(flagged)]
+    layers.append([_Op("M" if b == "Z" else "MX", a, key=("a", r, ph, a)) for a, b in measured])
+    for a, b in measured:
+        last_meas[a] = (("a", r, ph, a), b)
     return layers
 
 
@@ -162,26 +169,12 @@ def _peephole(layers: list[list[_Op]]) -> list[list[_Op]]:
     return [layer for layer in layers if layer]
 
 
-def memory_circuit(
-    template: Template,
-    qubits: Sequence[int],
-    *,
-    rounds: int,
-    logical_state: str,
-    flags: bool | str = True,
-    reset: bool = True,
-) -> stim.Circuit:
-    """The noiseless memory experiment of ``template`` with node ``i`` on qubit ``qubits[i]``."""
-    if logical_state not in LOGICAL_STATES:
-        raise ValueError(f"logical_state must be one of {sorted(LOGICAL_STATES)}, not {logical_state!r}")
-    rounds = int(rounds)
-    if rounds < 1:
-        raise ValueError("rounds must be >= 1")
-    memory_basis, flip = LOGICAL_STATES[logical_state]
-    layers = _peephole(_layers_for(template, rounds, memory_basis, flip, flags, reset))
-    phys = list(qubits)
-
-    # Detectors as lists of measurement keys.
+def _detector_keys(template: Template, rounds: int, memory_basis: str,
+                   flags: bool | str) -> tuple[list[tuple[tuple, list]], list]:
+    """Every detector as (coordinates, the measurement keys it compares) in the order they are
+    emitted, and the observable's keys: each stabilizer against its previous round (the first
+    round only in the memory basis), each flag helper once per round, and the final data
+    readout against the last round."""
     detectors: list[tuple[tuple, list]] = []  # (coords, keys)
     def gadget_round_keys(g: int, r: int) -> tuple:
         return ("a", r, template.gadgets[g].phase, template.gadgets[g].measure)
@@ -219,6 +212,21 @@ def memory_circuit(
         detectors.append(((m[0], m[1], rounds), keys))
     observable = [("d", q) for q in template.logical(memory_basis)]
 
+    return detectors, observable
+
+
+def memory_circuit(template: Template, qubits: Sequence[int], *, rounds: int, logical_state: str,
+                   flags: bool | str = True, reset: bool = True) -> stim.Circuit:
+    """The noiseless memory experiment of ``template`` with node ``i`` on qubit ``qubits[i]``."""
+    if logical_state not in LOGICAL_STATES:
+        raise ValueError(f"logical_state must be one of {sorted(LOGICAL_STATES)}, not {logical_state!r}")
+    rounds = int(rounds)
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    memory_basis, flip = LOGICAL_STATES[logical_state]
+    layers = _peephole(_layers_for(template, rounds, memory_basis, flip, flags, reset))
+    phys = list(qubits)
+    detectors, observable = _detector_keys(template, rounds, memory_basis, flags)
     c = stim.Circuit()
     used = sorted({op.qubit for layer in layers for op in layer})
     for node in used:

@@ -97,10 +97,6 @@ def surface_template(distance: int, basis: str) -> Template:
     def V(i: int, j: int, role: str = "bridge") -> int:
         return grid.node((2 * i, 2 * j), role)
 
-    def B(i: int, j: int) -> int:
-        assert is_tree(i, j)
-        return grid.node((2 * i + 1, 2 * j), "measure")
-
     phases = (side, top)
     n_gadgets: dict[int, list[Gadget]] = {0: [], 1: []}
     edge_gadgets: list[Gadget] = []
@@ -115,19 +111,7 @@ def surface_template(distance: int, basis: str) -> Template:
             if is_tree(i, j):
                 continue
             assert ptype(i, j) == top and is_tree(i, j + 1)
-            a, bb, e, f = D[i, j - 1], D[i, j], D[i + 1, j - 1], D[i + 1, j]
-            at, ab = V(i, j), V(i + 1, j)
-            vt, vb, bm = V(i, j + 1), V(i + 1, j + 1), B(i, j + 1)
-            gates = (
-                (1, a, at), (1, e, ab), (1, vt, bm),
-                (2, at, bb), (2, ab, f), (2, vb, bm),
-                (3, bb, vt), (3, f, vb),
-                (4, vt, bm), (4, at, bb), (4, ab, f),
-                (5, vb, bm), (5, a, at), (5, e, ab),
-            )
-            n_gadgets[i % 2].append(make_gadget(top, phases, (a, bb, e, f), bm,
-                                                ((at, "Z"), (ab, "Z"), (vt, "X"), (vb, "X")), gates,
-                                                ((bb, 2, 4), (f, 2, 4))))
+            n_gadgets[i % 2].append(_n_plaquette(grid, i, j, top, phases))
 
     # Top and bottom checks (type `top`).
     for i, row in ((-1, 0), (d - 1, d - 1)):
@@ -151,3 +135,23 @@ def surface_template(distance: int, basis: str) -> Template:
         edges=tuple(edges), phases=phases, gadgets=tuple(gadgets), stabilizers=stabilizers,
         logicals=((side, row0), (top, col0)),
     )
+
+
+def _n_plaquette(grid: Grid, i: int, j: int, check_type: str, phases: tuple[str, str]) -> Gadget:
+    """The N plaquette at column ``j`` between data rows ``i`` and ``i + 1``: the left data are
+    folded into the right data through the bridges at column ``j`` and read with the tree
+    check at column ``j + 1``."""
+    D = grid.data
+    a, bb, e, f = D[i, j - 1], D[i, j], D[i + 1, j - 1], D[i + 1, j]
+    at, ab = grid.node((2 * i, 2 * j), "bridge"), grid.node((2 * i + 2, 2 * j), "bridge")
+    vt, vb = grid.node((2 * i, 2 * j + 2), "bridge"), grid.node((2 * i + 2, 2 * j + 2), "bridge")
+    bm = grid.node((2 * i + 1, 2 * j + 2), "measure")
+    gates = (
+        (1, a, at), (1, e, ab), (1, vt, bm),
+        (2, at, bb), (2, ab, f), (2, vb, bm),
+        (3, bb, vt), (3, f, vb),
+        (4, vt, bm), (4, at, bb), (4, ab, f),
+        (5, vb, bm), (5, a, at), (5, e, ab),
+    )
+    return make_gadget(check_type, phases, (a, bb, e, f), bm, ((at, "Z"), (ab, "Z"), (vt, "X"), (vb, "X")), gates,
+                       ((bb, 2, 4), (f, 2, 4)))
