@@ -14,16 +14,16 @@ from tests.conftest import REPO
 def test_default_study_runs():
     runs = plan_runs(load_config(REPO / "config.yaml"))
     keys = [r.key for r in runs]
-    # 2 round counts x 2 states x 2 repetitions + 84 sessions x (probe + 2 arms)
-    assert len(keys) == len(set(keys)) == 8 + 84 * 3
-    assert "surface_code/Lplus_r6_rep1" in keys and "deployment/session083_drift_aware" in keys
+    # 2 round counts x 2 states x 2 repetitions + 21 sessions x (probe + 2 arms)
+    assert len(keys) == len(set(keys)) == 8 + 21 * 3
+    assert "surface_code/Lplus_r6_rep1" in keys and "deployment/session020_drift_aware" in keys
     sc = [r for r in runs if r.kind == "surface_code"]
     assert {r.logical_state for r in sc} == {"0", "+"} and all(r.shots == 4096 for r in sc)
     assert {r.rounds for r in sc} == {2, 6} and {r.layout for r in sc} == {"native"}
-    assert len(select_experiments(runs, "deployment")) == 84 * 3
-    assert len(select_experiments(runs, "both")) == 8 + 84 * 3
+    assert len(select_experiments(runs, "deployment")) == 21 * 3
+    assert len(select_experiments(runs, "both")) == 8 + 21 * 3
     probe = next(r for r in runs if r.key == "deployment/session000_probe")
-    assert probe.is_probe and probe.shots == 2000 and probe.probe_qubits == 18 and probe.probe_delays_us == (50, 100, 200)
+    assert probe.is_probe and probe.shots == 2000 and probe.probe_qubits == 26 and probe.probe_delays_us == (50, 100, 200)
 
 
 def test_arm_order_is_random_per_session_but_reproducible():
