@@ -66,3 +66,32 @@ def test_an_arm_waiting_for_its_probe_is_refused_naming_the_probe(study: Path, s
     assert "dep/session000_calibration is not to be submitted now" in proc.all
     assert "probe" in proc.all
     assert provider_jobs(study) == []
+
+
+def test_the_finished_target_polls_once_and_collects_exactly_the_ended_jobs(study: Path, small_config: dict):
+    """Checkpoint poll_jobs: the DAG learns after polling which results can exist; the runs
+    whose jobs ended are collected (each its own collect_run), the waiting ones are not
+    targets, and the run exits 0."""
+    from qpuflow.config import load_config
+    from qpuflow.paths import Paths
+    from qpuflow.providers.local import LocalProvider, LocalSettings
+    from qpuflow.records import Marker
+
+    small_config["provider"]["local"]["queue_seconds"] = 3600
+    write_config(study, _packed(small_config))
+    snakemake(study, "submit")
+    assert len(provider_jobs(study)) == 2  # the surface-code pack and the deployment session
+    config = load_config(study / "config.yaml")
+    paths = Paths.from_config(config, base=study)
+    sc_job = Marker.read(paths.marker("sc/L0_r1_rep0")).job_id
+    LocalProvider(LocalSettings.from_config(config, paths.local_store)).run_now(sc_job)
+
+    out = snakemake(study, "finished")
+    assert "poll_jobs" in out.all and out.all.count("rule collect_run:") == 4, out.all
+    assert sorted(p.name for p in (study / "results/collected/sc").glob("*.json")) == [
+        "L0_r1_rep0.json", "L0_r1_rep1.json", "L0_r2_rep0.json", "L0_r2_rep1.json"]
+    assert not (study / "results/collected/dep").exists()
+    assert "1 wait" in out.all and "dep/session000_calibration (QUEUED)" in out.all
+    again = snakemake(study, "finished")  # polls again; nothing new has ended
+    assert "rule collect_run:" not in again.all and len(list((study / "results/ledger/poll").glob("*.json"))) == 1
+    assert len(provider_jobs(study)) == 2

@@ -52,7 +52,8 @@ def _job_logging(smk: Any) -> Iterator[None]:
 
 
 STEPS = ("build_circuit", "transpile", "transpile_batch", "select_qubits", "submit_batch", "submit_run",
-         "budget_precheck", "budget_check", "collect", "collect_run", "analyze", "dataset", "simulate_local")
+         "budget_precheck", "budget_check", "collect", "collect_run", "poll_jobs", "analyze", "dataset",
+         "simulate_local")
 
 
 # The messages of this run's refusals, printed once more at the very end (Snakefile onerror),
@@ -191,6 +192,31 @@ def collect_run(smk: Any) -> None:
         job = row.job_id if row else "?"
         raise QpuflowError(f"{key}: job {job} {state}; its result does not exist yet. Ask again later, or run "
                            "`snakemake --cores 1 collect`, which waits without failing.")
+
+
+def poll_jobs(smk: Any) -> None:
+    """The poll checkpoint: ask the provider once (downloads nothing) which submitted runs'
+    jobs have ended, and write them, so the finished target asks for exactly those results.
+    Earlier poll files are removed: each is read by the invocation that wrote it."""
+    from qpuflow.collect import provider_factory, read_markers, status_rows
+    from qpuflow.provenance import utc_now
+    from qpuflow.records import write_json_atomic
+
+    paths = Paths.from_config(smk.config)
+    problems: list[str] = []
+    rows = status_rows(paths, read_markers(paths, problems=problems), provider_factory(smk.config, paths),
+                       problems=problems)
+    ATTENTION.extend(problems)
+    out = Path(smk.output.finished)
+    for old in out.parent.glob("*.json"):
+        if old != out:
+            old.unlink(missing_ok=True)
+    finished = sorted(r.run_key for r in rows if r.final)
+    waiting = sorted(f"{r.run_key} ({r.state})" for r in rows if not r.final)
+    write_json_atomic(out, {"time": utc_now(), "finished": finished, "waiting": waiting})
+    logging.getLogger("qpuflow.collect").info(
+        "poll: %d of %d submitted run(s) have ended; %d wait%s", len(finished), len(rows), len(waiting),
+        (": " + ", ".join(waiting[:5]) + (" ..." if len(waiting) > 5 else "")) if waiting else "")
 
 
 def select_qubits(smk: Any) -> None:

@@ -241,6 +241,19 @@ class Study:
         """The result file of every run with a marker (rule collected)."""
         return [str(self._rel(self.paths.result(self.paths.key_of_marker(p)))) for p in self.paths.marker_files()]
 
+    def poll_path(self) -> str:
+        """The poll checkpoint's output for this invocation (named for it, so every `snakemake
+        finished` asks the provider anew; the checkpoint runs in this process)."""
+        stamp = utc_now().replace(":", "").replace("-", "").split(".")[0]
+        return str(self._rel(self.paths.root / "ledger" / "poll" / f"{stamp}-{os.getpid()}.json"))
+
+    def finished_result_paths(self, poll: str) -> list[str]:
+        """The result file of every run the poll found final (rule finished)."""
+        import json
+
+        keys = json.loads(Path(poll).read_text())["finished"]
+        return [str(self._rel(self.paths.result(key))) for key in keys]
+
     def collected_result_paths(self) -> list[str]:
         """Result files already on disk (analysis never asks Snakemake to collect or submit)."""
         self.refuse_changed_runs()

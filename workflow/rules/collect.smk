@@ -37,10 +37,34 @@ rule collect_run:
 rule collected:
     """Every submitted run's result as its own target (collect_run each): `snakemake --summary
     collected` shows each run's marker and result and whether it is there. Waiting jobs fail
-    their target (add --keep-going to collect the others); the collect target is the everyday
-    way, one process that exits 0 while jobs wait."""
+    their target (add --keep-going to collect the others); the finished target collects, run by
+    run, only what has ended, and the collect target is the everyday way, one process that
+    exits 0 while jobs wait."""
     input:
         get_submitted_results,
+
+
+checkpoint poll_jobs:
+    """Ask the provider once which submitted runs' jobs have ended (downloads nothing). The
+    output is named for this invocation, so every run of the finished target polls anew, and
+    Snakemake learns from it which results can exist now."""
+    output:
+        finished=POLL,
+    resources:
+        ibm_api=1,
+    log:
+        "logs/collect/poll.log",
+    localrule: True
+    run:
+        step("poll_jobs", input, output, params, wildcards, log)
+
+
+rule finished:
+    """Every result that can exist now, each its own collect_run job: `snakemake --cores 1
+    finished` polls once (checkpoint poll_jobs), then downloads exactly the results of the runs
+    whose jobs ended, and exits 0 while the others wait (they are not targets yet)."""
+    input:
+        get_finished_results,
 
 
 rule simulate_local_job:

@@ -9,6 +9,8 @@ from qpuflow import wf  # noqa: E402
 # Reads config.yaml (or --configfile), validates it (defaults filled) and plans the runs.
 STUDY = wf.Study.from_snakemake(config, workflow.overwrite_configfiles)
 R = STUDY.results_dir
+# The poll checkpoint's output, named for this invocation: every `snakemake finished` polls.
+POLL = STUDY.poll_path()
 
 
 wildcard_constraints:
@@ -87,6 +89,10 @@ def get_simulation_flags(wildcards):
 
 def get_submitted_results(wildcards):
     return STUDY.submitted_result_paths()
+
+
+def get_finished_results(wildcards):
+    return STUDY.finished_result_paths(checkpoints.poll_jobs.get().output.finished)
 
 
 def get_collected_results(wildcards):
