@@ -229,5 +229,5 @@ def test_a_pending_run_whose_parameters_changed_is_transpiled_again(tmp_path: Pa
     assert ensure_transpiled(spec, config=config, paths=paths) == first, "kept when nothing changed"
     changed = dataclasses.replace(spec, transpiler_seed=spec.transpiler_seed + 1)
     again = ensure_transpiled(changed, config=config, paths=paths)
-    assert again["run_id"] == changed.run_id() != first["run_id"]
-    assert again["transpiler_seed"] == changed.transpiler_seed
+    assert again.run_id == changed.run_id() != first.run_id
+    assert again.transpiler_seed == changed.transpiler_seed

@@ -84,3 +84,50 @@ def test_result_requires_error_for_failures_and_bits_for_success():
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     write_json_atomic(tmp_path / "a" / "x.json", {"a": 1})
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
+
+
+# ---------------------------------------------------------------------------- transpile record
+
+_OLD_TRANSPILE_RECORD = {  # as written before circuit distances, delays and placements were recorded
+    "run_key": "sc/L0_rep0", "run_id": "abc123", "backend": "fake_fez", "circuit_hash": "f" * 64,
+    "isa_sha256": "e" * 64, "physical_layout": [3, 4, 5], "transpiler_seed": 7, "optimization_level": 1,
+    "depth": 40, "num_gates": 120, "gate_counts": {"cz": 24, "sx": 50}, "duration_seconds": 1.2e-5,
+    "calibration_snapshot": "results/calibration/fake_fez/x.json", "transpiled_time": "2026-11-01T00:00:00+00:00",
+}
+
+
+def test_a_transpile_record_from_an_older_study_reads_with_the_newer_fields_unset(tmp_path):
+    from qpuflow.records import TranspileRecord
+
+    path = tmp_path / "L0_rep0.json"
+    path.write_text(json.dumps(_OLD_TRANSPILE_RECORD))
+    record = TranspileRecord.read(path)
+    assert record.gate_counts["cz"] == 24 and record.duration_seconds == 1.2e-5
+    assert record.circuit_distance is None and record.placement is None and record.selection is None
+    assert TranspileRecord.from_json(record.to_json()) == record
+
+
+def test_a_transpile_record_missing_a_field_is_corrupt_naming_the_file_and_field(tmp_path):
+    from qpuflow.records import CorruptRecordError, TranspileRecord
+
+    path = tmp_path / "L0_rep0.json"
+    path.write_text(json.dumps({k: v for k, v in _OLD_TRANSPILE_RECORD.items() if k != "isa_sha256"}))
+    with pytest.raises(CorruptRecordError, match=r"L0_rep0.json.*isa_sha256"):
+        TranspileRecord.read(path)
+
+
+def test_the_transpile_record_file_keeps_its_keys(tmp_path, small_config):
+    """What transpile_run writes is what earlier versions wrote (readers outside qpuflow rely on it)."""
+    from qpuflow.config import validate_config
+    from qpuflow.paths import Paths
+    from qpuflow.plan import plan_runs
+    from qpuflow.stages import ensure_transpiled
+
+    config = validate_config(small_config, source="test")
+    paths = Paths.from_config(config, base=tmp_path)
+    spec = next(s for s in plan_runs(config) if s.experiment == "sc")
+    record = ensure_transpiled(spec, config=config, paths=paths)
+    written = json.loads(paths.isa_info(spec).read_text())
+    assert set(written) == set(_OLD_TRANSPILE_RECORD) | {"delays_seconds", "chosen_chain", "circuit_distance",
+                                                         "selection", "placement"}
+    assert written["circuit_distance"]["distance"] == 3 and record.circuit_distance == written["circuit_distance"]

@@ -22,7 +22,7 @@ from qpuflow.errors import Refusal
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import parse_time
-from qpuflow.records import read_json
+from qpuflow.records import TranspileRecord
 from qpuflow.schedule import Schedule
 from qpuflow.sessions import session_starts
 
@@ -94,7 +94,7 @@ class CostEstimator:
         """Scheduled duration of the run's ISA circuit, in seconds."""
         info_path = self.paths.isa_info(spec)
         if info_path.exists():
-            return read_json(info_path, "transpile info").get("duration_seconds")
+            return TranspileRecord.read(info_path).duration_seconds
         shape = (spec.experiment, spec.kind, spec.distance, spec.rounds, spec.logical_state,
                  spec.probe_delays_us, spec.probe_qubits, spec.backend)
         if shape not in self._durations:

@@ -90,6 +90,48 @@ def _from_fields(cls: type, data: dict[str, Any], path: str | Path, what: str) -
         raise CorruptRecordError(f"{path}: corrupt {what} file: {exc}") from None
 
 
+# ---------------------------------------------------------------------------- transpile record
+
+
+@dataclasses.dataclass(frozen=True)
+class TranspileRecord:
+    """What transpiling one run produced, beside its ISA file (``results/isa/<exp>/<run>.json``):
+    the circuit's fingerprint and file hash, where it was laid out, its size and duration, its
+    circuit-level distance and the calibration it was checked against. Files written before a
+    field existed read with it unset."""
+
+    run_key: str
+    run_id: str
+    backend: str
+    circuit_hash: str
+    isa_sha256: str
+    physical_layout: list[int]
+    transpiler_seed: int
+    optimization_level: int
+    depth: int
+    num_gates: int
+    gate_counts: dict[str, int]
+    calibration_snapshot: str
+    duration_seconds: float | None = None
+    delays_seconds: dict[str, Any] | list[Any] | None = None
+    chosen_chain: list[int] | None = None
+    circuit_distance: dict[str, Any] | None = None  # qpuflow.distance.CircuitDistance.to_json()
+    transpiled_time: str | None = None
+    selection: dict[str, Any] | None = None  # the session's choice, for a deployment arm
+    placement: dict[str, Any] | None = None  # the native patch's placement
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: str | Path = "<transpile record>") -> "TranspileRecord":
+        return _from_fields(cls, data, path, "transpile record")
+
+    @classmethod
+    def read(cls, path: Path) -> "TranspileRecord":
+        return cls.from_json(read_json(path, "transpile record"), path)
+
+
 # ---------------------------------------------------------------------------- marker
 
 

@@ -129,8 +129,8 @@ def transpile_batch(smk: Any) -> None:
         info = ensure_transpiled(spec, config=smk.config, paths=paths,
                                  selection_path=Path(selection[0]) if selection else None)
         log.debug("%s: transpiled and checked (%d/%d of batch %s): depth %s, layout %s", spec.key, number,
-                  len(specs), smk.wildcards.batch, info["depth"], info["physical_layout"])
-        entries.append({"run_key": spec.key, "isa": str(paths.isa(spec)), "isa_sha256": info["isa_sha256"]})
+                  len(specs), smk.wildcards.batch, info.depth, info.physical_layout)
+        entries.append({"run_key": spec.key, "isa": str(paths.isa(spec)), "isa_sha256": info.isa_sha256})
     log.info("transpile: %d run(s) of %s/%s ready and checked (noiseless preflight)", len(specs),
              smk.wildcards.exp, smk.wildcards.batch)
     write_json_atomic(Path(smk.output.manifest), {"batch": smk.wildcards.batch, "runs": entries})

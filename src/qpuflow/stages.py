@@ -14,7 +14,7 @@ from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
 from qpuflow.qpyio import dump_circuit, load_circuit
-from qpuflow.records import ResultStatus, read_json, write_json_atomic
+from qpuflow.records import ResultStatus, TranspileRecord, read_json, write_json_atomic
 
 
 def build_circuit(spec: RunSpec, out: Path) -> None:
@@ -57,7 +57,7 @@ def default_layout(spec: RunSpec, backend, config: dict[str, Any]) -> list[int] 
 
 
 def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Path, *,
-                  config: dict[str, Any], paths: Paths, selection_path: Path | None = None) -> dict[str, Any]:
+                  config: dict[str, Any], paths: Paths, selection_path: Path | None = None) -> TranspileRecord:
     """Transpile for the backend, check the ISA circuit, and save layout and calibration.
 
     A deployment arm runs on the chain its session's selection file chose for it; a probe on
@@ -88,29 +88,16 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     distance = None if spec.is_probe else _distance(isa, backend, (fingerprint, str(snapshot_path)))
     dump_circuit(out_isa, isa)
     summary = isa_summary(isa)
-    info = {
-        "run_key": spec.key,
-        "run_id": spec.run_id(),
-        "backend": spec.backend,
-        "circuit_hash": fingerprint,
-        "isa_sha256": file_sha256(out_isa),
-        "physical_layout": [int(q) for q in physical_layout(isa)],
-        "chosen_chain": layout,
-        "transpiler_seed": spec.transpiler_seed,
-        "optimization_level": spec.optimization_level,
-        "depth": summary["depth"],
-        "num_gates": summary["num_gates"],
-        "gate_counts": summary["gate_counts"],
-        "duration_seconds": summary["duration_seconds"],
-        "delays_seconds": delays,
-        "circuit_distance": distance,
-        "calibration_snapshot": str(snapshot_path),
-        "transpiled_time": utc_now(),
-        "selection": selection,
-        "placement": placement.to_json() if placement else None,
-    }
-    write_json_atomic(out_info, info)
-    return info
+    record = TranspileRecord(
+        run_key=spec.key, run_id=spec.run_id(), backend=spec.backend, circuit_hash=fingerprint,
+        isa_sha256=file_sha256(out_isa), physical_layout=[int(q) for q in physical_layout(isa)],
+        transpiler_seed=spec.transpiler_seed, optimization_level=spec.optimization_level,
+        depth=summary["depth"], num_gates=summary["num_gates"], gate_counts=summary["gate_counts"],
+        calibration_snapshot=str(snapshot_path), duration_seconds=summary["duration_seconds"],
+        delays_seconds=delays, chosen_chain=layout, circuit_distance=distance, transpiled_time=utc_now(),
+        selection=selection, placement=placement.to_json() if placement else None)
+    write_json_atomic(out_info, record.to_json())
+    return record
 
 
 
@@ -131,13 +118,14 @@ def _isa_for(spec: RunSpec, circuit: Any, backend: Any, snapshot: dict[str, Any]
                       optimization_level=spec.optimization_level), placement
 
 def ensure_transpiled(spec: RunSpec, *, config: dict[str, Any], paths: Paths,
-                      selection_path: Path | None = None) -> dict[str, Any]:
+                      selection_path: Path | None = None) -> TranspileRecord:
     """The run's transpile record, transpiling (and building its circuit) only if missing or
     made for a run with other parameters (another run id)."""
     isa, info = paths.isa(spec), paths.isa_info(spec)
     if isa.exists() and info.exists():
-        record = read_json(info, "transpile info")
-        if record.get("run_id") == spec.run_id() and "circuit_distance" in record:
+        data = read_json(info, "transpile record")
+        if data.get("run_id") == spec.run_id() and "circuit_distance" in data:  # else: from before distances
+            record = TranspileRecord.from_json(data, info)
             require_circuit_distance(spec, record, config)
             return record
     circuit = paths.circuit(spec)
@@ -159,14 +147,14 @@ def _distance(isa: Any, backend: Any, key: tuple[str, str]) -> dict[str, Any]:
     return _DISTANCES[key]
 
 
-def require_circuit_distance(spec: RunSpec, info: dict[str, Any], config: dict[str, Any]) -> None:
+def require_circuit_distance(spec: RunSpec, info: TranspileRecord, config: dict[str, Any]) -> None:
     """Refuse a run whose transpiled circuit lost distance (DESIGN.md invariant 6), unless its
     experiment accepts it (``accept_distance_loss``)."""
-    measured = info.get("circuit_distance")
+    measured = info.circuit_distance
     if spec.is_probe or not measured:
         return
     experiment = config["experiments"].get(spec.experiment, {})
-    cz = info.get("gate_counts", {}).get("cz")
+    cz = info.gate_counts.get("cz")
     native = str(experiment.get("layout", "routed")).startswith("native")
     cause = (f"laid out {'natively' if native else 'by the transpiler, with SWAPs'}"
              f" on {spec.backend}" + (f": {cz} CZ in {spec.rounds} round(s)" if cz else ""))

@@ -41,7 +41,7 @@ from qpuflow.provenance import git_state, package_versions, utc_now
 from qpuflow.providers import (JobInfo, JobState, Provider, ProviderError, SubmitRefused, SubmitUncertain,
                                UsageLimitExceeded, furthest_along, make_provider)
 from qpuflow.reconcile import settle_pack
-from qpuflow.records import Marker, read_json, write_marker
+from qpuflow.records import Marker, TranspileRecord, write_marker
 
 log = logging.getLogger("qpuflow.submit")
 
@@ -160,7 +160,7 @@ def submit_packs(
         if not pending:
             return [done[spec.key] for spec in specs]
         files = {spec.key: (files or {}).get(spec.key, (paths.isa(spec), paths.isa_info(spec))) for spec in pending}
-        infos = {key: read_json(info_path, "transpile info") for key, (_, info_path) in files.items()}
+        infos = {key: TranspileRecord.read(info_path) for key, (_, info_path) in files.items()}
         context = _Context(config=config, paths=paths, ledger=ledger, factory=factory, files=files, infos=infos,
                            api_key_index=api_key_index, settings=settings)
         done.update(_recover(pending, view, context))
@@ -481,18 +481,18 @@ def _look_up(pack: Pack, provider: Provider, *, until: float, sleep: Callable[[f
 # ---------------------------------------------------------------------- records
 
 
-def _job_seconds(specs: Sequence[RunSpec], infos: Mapping[str, dict[str, Any]]) -> float:
+def _job_seconds(specs: Sequence[RunSpec], infos: Mapping[str, TranspileRecord]) -> float:
     """Estimated QPU seconds of one job carrying ``specs``, from their transpile records."""
-    return estimate_job_seconds([(spec.shots, infos[spec.key].get("duration_seconds")) for spec in specs])
+    return estimate_job_seconds([(spec.shots, infos[spec.key].duration_seconds) for spec in specs])
 
 
-def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
+def _check_isa_before_spending(spec: RunSpec, isa_path: Path, info: TranspileRecord, config: dict[str, Any]) -> None:
     """The file about to be sent is the one transpiled and it passes the noiseless preflight."""
     from qpuflow.provenance import file_sha256
     from qpuflow.qpyio import load_circuit
     from qpuflow.stages import require_circuit_distance, require_preflight
 
-    if file_sha256(isa_path) != info["isa_sha256"]:
+    if file_sha256(isa_path) != info.isa_sha256:
         raise SubmissionConflict(
             f"{spec.key}: {isa_path} changed after it was transpiled (its hash differs from the "
             f"transpile record). Not submitting a circuit nobody checked: delete it and its .json "
@@ -537,9 +537,9 @@ def _marker_fields(spec: RunSpec, *, account: str, ctx: _Context, estimated: flo
         backend=spec.backend,
         logical_state=spec.logical_state,
         shots=spec.shots,
-        circuit_hash=info["circuit_hash"],
-        transpiled_depth=int(info["depth"]),
-        transpiled_gates=int(info["num_gates"]),
+        circuit_hash=info.circuit_hash,
+        transpiled_depth=info.depth,
+        transpiled_gates=info.num_gates,
         api_key_index=ctx.api_key_index if ctx.api_key_index is not None else names.index(account),
         git_commit=commit,
         status="submitted",
@@ -550,21 +550,21 @@ def _marker_fields(spec: RunSpec, *, account: str, ctx: _Context, estimated: flo
         provider=spec.provider,
         tags=list(tags),
         isa_path=str(isa_path),
-        isa_sha256=info["isa_sha256"],
-        physical_layout=list(info["physical_layout"]),
+        isa_sha256=info.isa_sha256,
+        physical_layout=list(info.physical_layout),
         transpiler_seed=spec.transpiler_seed,
         optimization_level=spec.optimization_level,
-        calibration_snapshot=info["calibration_snapshot"],
+        calibration_snapshot=info.calibration_snapshot,
         package_versions=package_versions(),
         git_dirty=dirty,
         estimated_qpu_seconds=estimated,
         max_execution_time=int(config["provider"]["max_execution_time"]),
         spec=spec.to_json(),
-        selection=info.get("selection"),
+        selection=info.selection,
         pub_index=pub_index,
         batch=batch,
-        circuit_distance=(info.get("circuit_distance") or {}).get("distance"),
-        placement=info.get("placement"),
+        circuit_distance=(info.circuit_distance or {}).get("distance"),
+        placement=info.placement,
     )
 
 
@@ -597,7 +597,7 @@ def check_pending_budget(specs: list[RunSpec], *, config: dict[str, Any], paths:
         if estimator is not None:
             cost = estimator.job_seconds(specs_of_job)
         else:
-            infos = {spec.key: read_json(paths.isa_info(spec), "transpile info") for spec in specs_of_job}
+            infos = {spec.key: TranspileRecord.read(paths.isa_info(spec)) for spec in specs_of_job}
             cost = _job_seconds(specs_of_job, infos)
         costs[f"{pending[job[0]].experiment}/{job_name(job)}"] = cost
     if costs:
