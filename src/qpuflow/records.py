@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
@@ -90,11 +90,32 @@ def _from_fields(cls: type, data: dict[str, Any], path: str | Path, what: str) -
         raise CorruptRecordError(f"{path}: corrupt {what} file: {exc}") from None
 
 
+_R = TypeVar("_R", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A record file between stages: a frozen dataclass written as JSON, read back field by field
+    (a missing required field is a corrupt record naming the file; unknown fields are ignored)."""
+
+    WHAT: ClassVar[str] = "record"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[_R], data: dict[str, Any], path: str | Path | None = None) -> _R:
+        return _from_fields(cls, data, path if path is not None else f"<{cls.WHAT}>", cls.WHAT)
+
+    @classmethod
+    def read(cls: type[_R], path: Path) -> _R:
+        return cls.from_json(read_json(path, cls.WHAT), path)
+
+
 # ---------------------------------------------------------------------------- transpile record
 
 
 @dataclasses.dataclass(frozen=True)
-class TranspileRecord:
+class TranspileRecord(JsonRecord):
     """What transpiling one run produced, beside its ISA file (``results/isa/<exp>/<run>.json``):
     the circuit's fingerprint and file hash, where it was laid out, its size and duration, its
     circuit-level distance and the calibration it was checked against. Files written before a
@@ -120,23 +141,14 @@ class TranspileRecord:
     selection: dict[str, Any] | None = None  # the session's choice, for a deployment arm
     placement: dict[str, Any] | None = None  # the native patch's placement
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], path: str | Path = "<transpile record>") -> "TranspileRecord":
-        return _from_fields(cls, data, path, "transpile record")
-
-    @classmethod
-    def read(cls, path: Path) -> "TranspileRecord":
-        return cls.from_json(read_json(path, "transpile record"), path)
+    WHAT: ClassVar[str] = "transpile record"
 
 
 # ---------------------------------------------------------------------------- marker
 
 
 @dataclasses.dataclass(frozen=True)
-class Marker:
+class Marker(JsonRecord):
     """A submitted job: its ID and the full provenance of what was submitted.
 
     The first twelve fields are the seed's; the rest make the job traceable to the qubits,
@@ -205,16 +217,7 @@ class Marker:
         if self.schema_version != MARKER_SCHEMA_VERSION:
             raise ValueError(f"unsupported marker schema_version {self.schema_version}")
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], path: str | Path = "<marker>") -> "Marker":
-        return _from_fields(cls, data, path, "marker")
-
-    @classmethod
-    def read(cls, path: Path) -> "Marker":
-        return cls.from_json(read_json(path, "marker"), path)
+    WHAT: ClassVar[str] = "marker"
 
 
 def write_marker(path: Path, marker: Marker) -> None:
@@ -262,7 +265,7 @@ def unpack_bits(entry: Mapping[str, Any]) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Result:
+class Result(JsonRecord):
     """A collected job: its outcome and, if completed, one bit array per classical register."""
 
     job_id: str
@@ -293,13 +296,7 @@ class Result:
         """Register name -> (shots, num_bits) bool array, as SamplerV2's BitArrays hold them."""
         return {name: unpack_bits(entry) for name, entry in self.registers.items()}
 
+    WHAT: ClassVar[str] = "result"
+
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "status": self.status.value}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], path: str | Path = "<result>") -> "Result":
-        return _from_fields(cls, data, path, "result")
-
-    @classmethod
-    def read(cls, path: Path) -> "Result":
-        return cls.from_json(read_json(path, "result"), path)
