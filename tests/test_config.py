@@ -166,3 +166,11 @@ def test_the_ibm_settings_come_from_the_schema_alone():
     changed = with_change(("provider", "ibm"), {"channel": "ibm_cloud"})
     assert IBMSettings.of(check(changed)).channel == "ibm_cloud"
     assert IBMSettings.of(check(changed)).max_submit_attempts == section["max_submit_attempts"]["default"]
+
+
+def test_validation_fills_a_copy_and_leaves_the_given_config_alone():
+    raw = copy.deepcopy(SMALL_CONFIG)
+    filled = validate_config(raw, source="study.yaml")
+    assert raw == SMALL_CONFIG, "the caller's config (Snakemake's global one) is not changed"
+    assert "budget" not in raw and filled["budget"]["window_days"] == 28
+    assert filled["provider"]["ibm"]["channel"] == "ibm_quantum_platform"

@@ -8,6 +8,7 @@ Every failure is a :class:`ConfigError` naming the file, the field and the value
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import re
@@ -151,15 +152,17 @@ class IBMSettings:
 
 
 def validate_config(config: dict[str, Any], *, source: str = "config.yaml") -> dict[str, Any]:
-    """Validate ``config`` in place (defaults filled) and return it.
+    """A validated copy of ``config`` with every default filled in (``config`` itself is left
+    as it is).
 
     Raises:
         ConfigError: naming ``source``, the dotted field path and the offending value.
     """
-    _check_kind_fields(config, source)
-    _schema_validate(config, source)
-    _check_semantics(config, source)
-    return config
+    filled = copy.deepcopy(config)
+    _check_kind_fields(filled, source)
+    _schema_validate(filled, source)
+    _check_semantics(filled, source)
+    return filled
 
 
 def _schema_validate(config: dict[str, Any], source: str) -> None:

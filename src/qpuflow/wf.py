@@ -56,19 +56,18 @@ class Study:
     @classmethod
     def from_snakemake(cls, config: dict[str, Any], configfiles: Sequence[Any] | None,
                        default: str = "config.yaml") -> "Study":
-        """The study of a Snakemake run. Without ``--configfile``, ``default`` is read here (with
-        ``--config`` values on top) and Snakemake's ``config`` is filled in place from it."""
+        """The study of a Snakemake run: Snakemake's ``config`` (from ``--configfile``) or, without
+        one, ``default`` with ``--config`` values on top, validated into the study's own copy with
+        defaults filled. Snakemake's ``config`` is left as it is: rule bodies get the study's."""
         from snakemake.exceptions import WorkflowError
 
         source = ", ".join(str(f) for f in configfiles or ()) or default
         try:
             if configfiles:
-                validate_config(config, source=source)
+                filled = validate_config(config, source=source)
             else:
-                loaded = load_config(default, overrides=dict(config))
-                config.clear()
-                config.update(loaded)
-            return cls(config, source=source)
+                filled = load_config(default, overrides=dict(config))
+            return cls(filled, source=source)
         except QpuflowError as exc:
             raise WorkflowError(str(exc)) from None
 

@@ -6,7 +6,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from qpuflow import wf  # noqa: E402
 
-# Reads config.yaml (or --configfile), validates it (defaults filled) and plans the runs.
+# Reads config.yaml (or --configfile), validates it into the study's own copy (defaults
+# filled; Snakemake's config is not changed) and plans the runs.
 STUDY = wf.Study.from_snakemake(config, workflow.overwrite_configfiles)
 R = STUDY.results_dir
 # The poll checkpoint's output, named for this invocation: every `snakemake finished` polls.
@@ -29,7 +30,7 @@ def step(name, input, output, params, wildcards, log):
     from qpuflow.smk import run_step
 
     run_step(name, SimpleNamespace(input=input, output=output, params=params, wildcards=wildcards,
-                                   log=log, config=config))
+                                   log=log, config=STUDY.config))
 
 
 def get_spec(wildcards):
