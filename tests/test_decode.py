@@ -24,7 +24,8 @@ from qpuflow.decode import (
     uniform_dem,
     with_uniform_noise,
 )
-from qpuflow.simulate import sample_isa, stim_translation
+from qpuflow.simulate import sample_isa
+from qpuflow.stim_noise import stim_translation
 from qpuflow.transpile import (
     UnknownBackendError,
     calibration_snapshot,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qpuflow.drift import DAY_S, DriftModel, state_epoch
-from qpuflow.simulate import drifted_target_at
+from qpuflow.device_state import drifted_target_at
 from qpuflow.transpile import load_backend
 
 HOUR = 3600.0

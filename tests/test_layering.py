@@ -21,7 +21,8 @@ LAYERS = {
     "ground": ["errors", "provenance", "interrupts", "faults", "stats", "qpyio", "backend_names", "fileio"],
     "study": ["config", "plan", "paths", "packs"],
     "store": ["records", "ledger", "rebuild", "exports"],
-    "science": ["circuits", "native", "transpile", "simulate", "decode", "distance", "placement", "probe", "drift"],
+    "science": ["circuits", "native", "transpile", "stim_noise", "device_state", "simulate", "preflight", "decode",
+                "distance", "placement", "probe", "drift"],
     "providers": ["providers", "emulator"],
     "budget": ["budget"],
     "planning": ["schedule", "sessions", "batches", "campaign", "study_state", "planner", "power"],
@@ -39,8 +40,9 @@ KNOWN_UPWARD = {
     ("campaign", "stages"),
 }
 KNOWN_CYCLES = {
-    # The noise model reads the device's calibration and the device layer samples through it.
-    frozenset({"transpile", "simulate"}),
+    # The stim noise model reads the device's calibration (transpile) and the synthetic
+    # uniform backends divide by the noise model's depolarizing factors.
+    frozenset({"transpile", "stim_noise"}),
 }
 
 

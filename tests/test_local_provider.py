@@ -162,7 +162,7 @@ def test_drift_settings_are_read_from_config_and_checked(tmp_path):
 
 def test_drift_changes_the_readout_error_a_job_sees(tmp_path, readout_file):
     from qpuflow.providers.local import drift_bucket
-    from qpuflow.simulate import drift_factors
+    from qpuflow.device_state import drift_factors
 
     _, path = readout_file
     fez = load_backend("fake_fez")

@@ -15,7 +15,9 @@ from qiskit.transpiler import InstructionProperties, Target
 from qiskit.quantum_info import Statevector
 
 from qpuflow.circuits import detection_events, memory_experiment, observable_flips
-from qpuflow.simulate import _sample_aer, preflight_check, sample_isa, stim_translation
+from qpuflow.preflight import preflight_check
+from qpuflow.simulate import sample_aer as _sample_aer, sample_isa
+from qpuflow.stim_noise import stim_translation
 from qpuflow.transpile import readout_pairs, select_chain, transpile_isa
 
 
@@ -570,7 +572,7 @@ def _values(target):
 
 
 def test_drifted_target_is_deterministic_per_seed_and_bucket(fez):
-    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.device_state import drift_factors, drifted_target
 
     t = fez.target
     one = drifted_target(t, sigma=0.4, seed=3, bucket=100)
@@ -586,7 +588,7 @@ def test_drifted_target_is_deterministic_per_seed_and_bucket(fez):
 
 
 def test_drifted_target_scales_as_documented(fez):
-    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.device_state import drift_factors, drifted_target
     from qpuflow.transpile import excluded_couplers
 
     t = fez.target
@@ -612,7 +614,7 @@ def test_drifted_target_scales_as_documented(fez):
 
 
 def test_scaled_target(fez):
-    from qpuflow.simulate import scaled_target
+    from qpuflow.device_state import scaled_target
 
     t = fez.target
     assert _values(scaled_target(t, 1.0)) == _values(t)
@@ -626,7 +628,7 @@ def test_scaled_target(fez):
 @pytest.mark.parametrize("method", ["stim", "product"])
 def test_sampling_uses_a_drifted_backend(fez, method):
     """Both the stim and the product path take their noise from the backend they are given."""
-    from qpuflow.simulate import drift_factors, drifted_target
+    from qpuflow.device_state import drift_factors, drifted_target
     from qpuflow.transpile import TargetBackend
 
     d = drifted_target(fez.target, sigma=1.0, seed=2, bucket=0)

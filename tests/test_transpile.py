@@ -17,7 +17,7 @@ from qiskit.circuit import CircuitInstruction, QuantumCircuit
 from qiskit.circuit.library import RZGate, SXGate
 
 from qpuflow.circuits import memory_experiment
-from qpuflow.simulate import preflight_check
+from qpuflow.preflight import preflight_check
 from qpuflow.transpile import (
     CLIFFORD_ISA_GATES,
     NonCliffordError,

@@ -206,7 +206,8 @@ def local_simulation(ctx: Context) -> dict[str, Any]:
 def _time_stim(case: Case, state: State, seed: int) -> dict[str, float]:
     from qpuflow.circuits import detection_events
     from qpuflow.decode import decode_registers, uniform_dem
-    from qpuflow.simulate import sample_isa, stim_translation
+    from qpuflow.simulate import sample_isa
+    from qpuflow.stim_noise import stim_translation
 
     d = f"d{case.distance}"
     t0 = time.perf_counter()
@@ -235,7 +236,7 @@ def _time_stim(case: Case, state: State, seed: int) -> dict[str, float]:
 @local_simulation.setup
 def _setup(ctx: Context) -> State:
     from qpuflow.circuits import memory_experiment
-    from qpuflow.simulate import stim_translation
+    from qpuflow.stim_noise import stim_translation
     from qpuflow.transpile import load_backend, transpile_isa
 
     backend = load_backend("fake_fez")

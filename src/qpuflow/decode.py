@@ -7,7 +7,7 @@ Two detector error models (DEMs) can decode the same data:
   baseline and the fallback when no calibration was saved.
 * :func:`calibration_dem` — the transpiled (ISA) circuit, after routing, with the noise of a
   calibration snapshot saved at transpile time (:func:`qpuflow.transpile.calibration_snapshot`
-  as stored on disk). The channels are those of :func:`qpuflow.simulate.stim_translation`
+  as stored on disk). The channels are those of :func:`qpuflow.stim_noise.stim_translation`
   (DEPOLARIZE1(1.5 r) after sx/x, DEPOLARIZE2(1.25 r) after cz, readout error on the
   recorded bit), so for data from the local simulator it is the exact model, and for
   hardware data it is the device as it was calibrated when the circuit was compiled.
@@ -33,7 +33,7 @@ from qiskit.providers import QubitProperties
 from qiskit.transpiler import InstructionProperties, Target
 
 from qpuflow.circuits import MeasurementMap, detection_events, observable_flips
-from qpuflow.simulate import stim_translation
+from qpuflow.stim_noise import stim_translation
 
 __all__ = [
     "with_uniform_noise",
@@ -210,7 +210,7 @@ def uniform_dem(stim_circuit_text: str, p: float = 1e-3) -> stim.DetectorErrorMo
 
 
 class _SnapshotBackend:
-    """What :func:`qpuflow.simulate.stim_translation` reads from a backend: a name and a Target."""
+    """What :func:`qpuflow.stim_noise.stim_translation` reads from a backend: a name and a Target."""
 
     def __init__(self, name: str | None, target: Target):
         self.name = name
@@ -315,7 +315,7 @@ def isa_detector_circuit(
 ) -> stim.Circuit:
     """The noisy stim program the local simulator runs for ``isa``, with detectors attached.
 
-    The program is :func:`qpuflow.simulate.stim_translation` of the ISA circuit (routing
+    The program is :func:`qpuflow.stim_noise.stim_translation` of the ISA circuit (routing
     included); the detectors and observables of ``isa.metadata["measurement_map"]`` are
     appended, each record index translated through the classical bit it was stored in (never
     by position: the transpiler may reorder measurements). Detector coordinates are copied

@@ -166,7 +166,7 @@ def build_pool(*, backend_name: str, distance: int, rounds: int, endpoint: str, 
     from qpuflow.budget import DEFAULT_REP_DELAY_SECONDS
     from qpuflow.circuits import memory_experiment
     from qpuflow.probe import candidate_qubits
-    from qpuflow.simulate import drifted_target_at
+    from qpuflow.device_state import drifted_target_at
     from qpuflow.transpile import TargetBackend, load_backend, readout_pairs, select_chain
 
     static = load_backend(backend_name)

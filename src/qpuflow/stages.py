@@ -177,7 +177,7 @@ def require_preflight(isa: Any, run_key: str, *, stage: str) -> None:
     state's value. Such a circuit would spend budget on data that cannot mean anything.
     """
     from qpuflow.probe import probe_problems
-    from qpuflow.simulate import preflight_check
+    from qpuflow.preflight import preflight_check
 
     problems = probe_problems(isa) if "probe" in (isa.metadata or {}) else preflight_check(isa)
     if problems:

@@ -195,10 +195,10 @@ def _uniform_target(topology: str, p: float) -> Target:
         dt=_SYNTHETIC_DT,
         qubit_properties=[QubitProperties(t1=_SYNTHETIC_T1, t2=_SYNTHETIC_T2) for _ in range(n)],
     )
-    # qpuflow.simulate turns a Target error r into DEPOLARIZE1(1.5 r) after sx/x and
+    # qpuflow.stim_noise turns a Target error r into DEPOLARIZE1(1.5 r) after sx/x and
     # DEPOLARIZE2(1.25 r) after cz; dividing by its factors makes every simulated channel
-    # exactly p. Imported here because qpuflow.simulate imports this module.
-    from qpuflow.simulate import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
+    # exactly p. Imported here because qpuflow.stim_noise imports this module.
+    from qpuflow.stim_noise import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
 
     d = _SYNTHETIC_DURATIONS
     r1 = _error_for_channel(p, ONE_QUBIT_DEPOLARIZING_FACTOR)

@@ -310,7 +310,7 @@ def job_backend(name: str, drift: DriftModel | None = None, epoch: float = 0.0):
     :mod:`qpuflow.simulate` caches per backend). Its ``target`` is the drifted calibration;
     the static one stays ``load_backend(name).target``.
     """
-    from qpuflow.simulate import drifted_target_at
+    from qpuflow.device_state import drifted_target_at
     from qpuflow.transpile import TargetBackend, load_backend, readout_pairs
 
     backend = load_backend(name)
