@@ -41,7 +41,7 @@ def write_config(folder: Path, config: dict) -> Path:
 @pytest.fixture(scope="session")
 def fez():
     """The FakeFez backend the local simulator models (loaded once)."""
-    from qpuflow.transpile import load_backend
+    from qpuflow.backends import load_backend
 
     return load_backend("fake_fez")
 

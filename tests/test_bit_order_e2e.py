@@ -20,7 +20,8 @@ from qpuflow.providers import ProviderError
 from qpuflow.providers.ibm import IBMProvider
 from qpuflow.providers.local import LocalProvider, LocalSettings
 from qpuflow.records import Result
-from qpuflow.transpile import load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.transpile import transpile_isa
 from tests.test_records import make_marker
 
 

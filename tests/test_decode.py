@@ -26,12 +26,9 @@ from qpuflow.decode import (
 )
 from qpuflow.simulate import sample_isa
 from qpuflow.stim_noise import stim_translation
-from qpuflow.transpile import (
-    UnknownBackendError,
-    calibration_snapshot,
-    load_backend,
-    transpile_isa,
-)
+from qpuflow.backends import load_backend, UnknownBackendError
+from qpuflow.circuit_identity import calibration_snapshot
+from qpuflow.transpile import transpile_isa
 from tests.conftest import SMALL_CONFIG
 
 
@@ -405,7 +402,9 @@ def test_routed_circuit_calibration_dem_resolves_conflicting_parallel_edges():
     from qpuflow.circuits import MeasurementMap, memory_experiment
     from qpuflow.decode import calibration_dem, decode_registers, resolve_parallel_edges, uniform_dem
     from qpuflow.simulate import sample_isa
-    from qpuflow.transpile import calibration_snapshot, load_backend, transpile_isa
+    from qpuflow.backends import load_backend
+    from qpuflow.circuit_identity import calibration_snapshot
+    from qpuflow.transpile import transpile_isa
 
     backend = load_backend("fake_fez")
     snapshot = json.loads(json.dumps(calibration_snapshot(backend)))

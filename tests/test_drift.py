@@ -11,7 +11,7 @@ import pytest
 
 from qpuflow.drift import DAY_S, DriftModel, state_epoch
 from qpuflow.device_state import drifted_target_at
-from qpuflow.transpile import load_backend
+from qpuflow.backends import load_backend
 
 HOUR = 3600.0
 

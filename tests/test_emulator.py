@@ -43,7 +43,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ClassicalRegister, Parameter, QuantumRegister
 
 from qpuflow.emulator import EmulatorError, EmulatorHandle, save_emulator_account
-from qpuflow.transpile import load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.transpile import transpile_isa
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

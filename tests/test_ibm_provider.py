@@ -12,7 +12,8 @@ from qiskit.circuit import ClassicalRegister, QuantumRegister
 
 from qpuflow.providers.base import JobState, ProviderError
 from qpuflow.providers.ibm import IBMProvider, open_service, to_state
-from qpuflow.transpile import load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.transpile import transpile_isa
 
 
 def test_local_mode_submit_status_fetch(tmp_path):

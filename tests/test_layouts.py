@@ -15,7 +15,8 @@ from qpuflow.distance import circuit_distance
 from qpuflow.native import coupling_from_target, find_patches, median_fez_noise, native_memory_circuit
 from qpuflow.placement import NoCleanRegion, native_isa, native_logical_circuit, place_patch
 from qpuflow.simulate import sample_isa
-from qpuflow.transpile import calibration_snapshot, excluded_couplers, load_backend
+from qpuflow.backends import excluded_couplers, load_backend
+from qpuflow.circuit_identity import calibration_snapshot
 from tests.conftest import provider_jobs, snakemake, write_config
 
 

@@ -15,7 +15,8 @@ from qiskit import QuantumCircuit, qpy
 from qpuflow.providers.base import JobState, ProviderError
 from qpuflow.drift import DriftModel
 from qpuflow.providers.local import LocalProvider, LocalSettings
-from qpuflow.transpile import load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.transpile import transpile_isa
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,7 @@ def readout_file(request, tmp_path_factory) -> tuple[str, Path]:
 def _p1_given_0(backend, qubit: int) -> float:
     """What a prepared |0> reads as 1: the device's P(1|0) (prob_meas1_prep0), not the mean
     readout error of the Target (FakeFez's P(0|1) is about 3x larger)."""
-    from qpuflow.transpile import readout_pairs
+    from qpuflow.backends import readout_pairs
 
     return readout_pairs(backend)[qubit][0]
 

@@ -11,7 +11,8 @@ from qiskit.circuit.library import CXGate, HGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.stages import PreflightError, require_preflight
-from qpuflow.transpile import load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.transpile import transpile_isa
 from tests.conftest import provider_jobs, snakemake
 
 pytestmark = pytest.mark.slow

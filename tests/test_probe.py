@@ -9,7 +9,9 @@ import pytest
 
 from qpuflow.plan import RunSpec
 from qpuflow.probe import candidate_qubits, estimate, probe_circuit, probe_problems, probe_registers
-from qpuflow.transpile import physical_layout, select_chain, transpile_isa, usable_target
+from qpuflow.backends import usable_target
+from qpuflow.chains import select_chain
+from qpuflow.transpile import physical_layout, transpile_isa
 
 
 def probe_spec(qubits: int = 6, delays=(50.0, 100.0, 200.0)) -> RunSpec:
@@ -116,7 +118,7 @@ def test_the_probe_recovers_the_backends_t1_end_to_end(tmp_path, monkeypatch):
     from qpuflow.paths import Paths
     from qpuflow.pipeline import collect, submit_pending
     from qpuflow.plan import plan_runs
-    from qpuflow.transpile import load_backend
+    from qpuflow.backends import load_backend
 
     config = validate_config({
         "provider": {"name": "local", "backend": "fake_fez", "pubs_per_job": 1},

@@ -18,7 +18,9 @@ from qpuflow.circuits import detection_events, memory_experiment, observable_fli
 from qpuflow.preflight import preflight_check
 from qpuflow.simulate import sample_aer as _sample_aer, sample_isa
 from qpuflow.stim_noise import stim_translation
-from qpuflow.transpile import readout_pairs, select_chain, transpile_isa
+from qpuflow.backends import readout_pairs
+from qpuflow.chains import select_chain
+from qpuflow.transpile import transpile_isa
 
 
 @pytest.fixture(scope="module")
@@ -589,7 +591,7 @@ def test_drifted_target_is_deterministic_per_seed_and_bucket(fez):
 
 def test_drifted_target_scales_as_documented(fez):
     from qpuflow.device_state import drift_factors, drifted_target
-    from qpuflow.transpile import excluded_couplers
+    from qpuflow.backends import excluded_couplers
 
     t = fez.target
     d = drifted_target(t, sigma=0.5, seed=1, bucket=7)
@@ -629,7 +631,7 @@ def test_scaled_target(fez):
 def test_sampling_uses_a_drifted_backend(fez, method):
     """Both the stim and the product path take their noise from the backend they are given."""
     from qpuflow.device_state import drift_factors, drifted_target
-    from qpuflow.transpile import TargetBackend
+    from qpuflow.backends import TargetBackend
 
     d = drifted_target(fez.target, sigma=1.0, seed=2, bucket=0)
     f = drift_factors(fez.num_qubits, sigma=1.0, seed=2, bucket=0)
@@ -908,7 +910,7 @@ def _non_clifford_isa(fez, bad: str) -> QuantumCircuit:
 @pytest.mark.parametrize("bad", ["h", "angle", "unbound", "cx"])
 def test_translation_rejects_exactly_like_check_clifford_isa(fez, bad):
     """The check done while walking raises check_clifford_isa's own error, before any scheduling."""
-    from qpuflow.transpile import NonCliffordError, check_clifford_isa
+    from qpuflow.transpile import check_clifford_isa, NonCliffordError
 
     qc = _non_clifford_isa(fez, bad)
     with pytest.raises(NonCliffordError) as expected:

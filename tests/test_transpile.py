@@ -18,22 +18,10 @@ from qiskit.circuit.library import RZGate, SXGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.preflight import preflight_check
-from qpuflow.transpile import (
-    CLIFFORD_ISA_GATES,
-    NonCliffordError,
-    UnknownBackendError,
-    available_backends,
-    calibration_snapshot,
-    check_clifford_isa,
-    circuit_fingerprint,
-    excluded_couplers,
-    isa_summary,
-    load_backend,
-    physical_layout,
-    select_chain,
-    transpile_isa,
-    usable_target,
-)
+from qpuflow.backends import available_backends, excluded_couplers, load_backend, UnknownBackendError, usable_target
+from qpuflow.chains import select_chain
+from qpuflow.circuit_identity import calibration_snapshot, circuit_fingerprint, isa_summary
+from qpuflow.transpile import check_clifford_isa, CLIFFORD_ISA_GATES, NonCliffordError, physical_layout, transpile_isa
 
 FEZ_DEAD = [(27, 28), (31, 32), (32, 33), (68, 69), (80, 81), (106, 107), (139, 155)]
 
@@ -194,7 +182,9 @@ def test_same_seed_same_fingerprint_and_one_gate_changes_it(fez, surface_isa):
 _FINGERPRINT_SCRIPT = textwrap.dedent(
     """
     from qpuflow.circuits import memory_experiment
-    from qpuflow.transpile import circuit_fingerprint, load_backend, transpile_isa
+    from qpuflow.backends import load_backend
+    from qpuflow.circuit_identity import circuit_fingerprint
+    from qpuflow.transpile import transpile_isa
     qc, _ = memory_experiment("surface_code", distance=3, rounds=3, logical_state="1")
     print(circuit_fingerprint(transpile_isa(qc, load_backend("fake_fez"), seed=11)))
     """
@@ -324,7 +314,7 @@ def test_calibration_snapshot_is_json_safe_and_deterministic(fez):
 def test_median_backend_is_the_device_at_its_median_with_every_coupler_alive():
     import numpy as np
 
-    from qpuflow.transpile import excluded_couplers, readout_pairs
+    from qpuflow.backends import excluded_couplers, readout_pairs
 
     fez, median = load_backend("fake_fez"), load_backend("fake_fez_median")
     assert median.name == "fake_fez_median" and median.num_qubits == fez.num_qubits

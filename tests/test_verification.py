@@ -21,7 +21,9 @@ from qpuflow.circuits import memory_experiment
 from qpuflow.decode import calibration_decoder, calibration_dem, decode_registers, isa_detector_circuit, uniform_dem, with_uniform_noise
 from qpuflow.simulate import sample_isa
 from qpuflow.stats import wilson_interval
-from qpuflow.transpile import calibration_snapshot, load_backend, transpile_isa
+from qpuflow.backends import load_backend
+from qpuflow.circuit_identity import calibration_snapshot
+from qpuflow.transpile import transpile_isa
 
 pytestmark = pytest.mark.slow
 

@@ -237,7 +237,8 @@ def _time_stim(case: Case, state: State, seed: int) -> dict[str, float]:
 def _setup(ctx: Context) -> State:
     from qpuflow.circuits import memory_experiment
     from qpuflow.stim_noise import stim_translation
-    from qpuflow.transpile import load_backend, transpile_isa
+    from qpuflow.backends import load_backend
+    from qpuflow.transpile import transpile_isa
 
     backend = load_backend("fake_fez")
     cases = []

@@ -25,7 +25,7 @@ TRANSPILER_SEED = 1234
 
 
 def _variants():
-    from qpuflow.transpile import TargetBackend, load_backend
+    from qpuflow.backends import load_backend, TargetBackend
 
     fez = load_backend("fake_fez")
     symmetric = TargetBackend(fez.target, "fake_fez")  # same name: the snapshot check compares names
@@ -43,7 +43,8 @@ def noise_effects(ctx: Context) -> dict[str, Any]:
     from qpuflow.per_round import fit
     from qpuflow.placement import native_isa, native_logical_circuit, place_patch
     from qpuflow.simulate import sample_isa
-    from qpuflow.transpile import calibration_snapshot, load_backend
+    from qpuflow.backends import load_backend
+    from qpuflow.circuit_identity import calibration_snapshot
 
     shots = SHOTS["quick" if ctx.quick else "full"]
     fez = load_backend("fake_fez")

@@ -26,7 +26,9 @@ def surface_code_seconds() -> tuple[float, float]:
     """(estimated QPU seconds of one default surface-code job, its scheduled duration in s)."""
     from qpuflow.budget import estimate_qpu_seconds
     from qpuflow.circuits import memory_experiment
-    from qpuflow.transpile import isa_summary, load_backend, transpile_isa
+    from qpuflow.backends import load_backend
+    from qpuflow.circuit_identity import isa_summary
+    from qpuflow.transpile import transpile_isa
 
     circuit, _ = memory_experiment("surface_code", distance=3, rounds=3, logical_state="0")
     isa = transpile_isa(circuit, load_backend("fake_fez"), seed=1234)

@@ -37,7 +37,7 @@ TRANSPILER_SEED = 1234
 
 
 def _snapshot(backend) -> dict[str, Any]:
-    from qpuflow.transpile import calibration_snapshot
+    from qpuflow.circuit_identity import calibration_snapshot
 
     return json.loads(json.dumps(calibration_snapshot(backend)))
 
@@ -49,7 +49,7 @@ def square_backend(median):
     from qiskit.providers import QubitProperties
     from qiskit.transpiler import InstructionProperties, Target as QTarget
 
-    from qpuflow.transpile import TargetBackend, _synthetic_couplers
+    from qpuflow.backends import _synthetic_couplers, TargetBackend
 
     n, edges = _synthetic_couplers("grid")
     src = median.target
@@ -127,7 +127,7 @@ def per_round(layout: str, distance: int, backend, snapshot, *, idle: bool, shot
     max_repeats=1,
 )
 def surface_layouts(ctx: Context) -> dict[str, Any]:
-    from qpuflow.transpile import load_backend
+    from qpuflow.backends import load_backend
 
     shots = SHOTS["quick" if ctx.quick else "full"]
     out: dict[str, Any] = {}

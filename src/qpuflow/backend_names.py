@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 # Synthetic backends of the local simulator: a square grid or a line of qubits with the
-# same error p on every operation (see qpuflow.transpile.load_backend). The digits are the
+# same error p on every operation (see qpuflow.backends.load_backend). The digits are the
 # decimals of p, so uniform_grid_p001 has p = 0.001 and uniform_grid_p0 is noiseless.
 _SYNTHETIC_BACKEND = re.compile(r"uniform_(grid|line)_p([0-9]+)")
 SYNTHETIC_MAX_ERROR = 0.5
@@ -46,7 +46,7 @@ def median_backend_base(name: str) -> str | None:
 
     ``fake_fez_median`` is FakeFez's heavy-hex coupling map with every qubit and coupler at
     the device's median calibration and no dead coupler (see
-    :func:`qpuflow.transpile.median_backend`).
+    :func:`qpuflow.backends.median_backend`).
 
     >>> median_backend_base("fake_fez_median"), median_backend_base("fake_fez")
     ('fake_fez', None)

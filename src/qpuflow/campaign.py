@@ -103,7 +103,8 @@ class CostEstimator:
 
     def _representative_duration(self, spec: RunSpec) -> float | None:
         from qpuflow.stages import current_backend, default_layout, logical_circuit
-        from qpuflow.transpile import isa_summary, transpile_isa
+        from qpuflow.circuit_identity import isa_summary
+        from qpuflow.transpile import transpile_isa
 
         backend = current_backend(spec.backend, self.config)
         isa = transpile_isa(logical_circuit(spec), backend, seed=spec.transpiler_seed,

@@ -6,7 +6,7 @@ Two detector error models (DEMs) can decode the same data:
   model (:func:`with_uniform_noise`). It needs nothing but the circuit, so it is the
   baseline and the fallback when no calibration was saved.
 * :func:`calibration_dem` — the transpiled (ISA) circuit, after routing, with the noise of a
-  calibration snapshot saved at transpile time (:func:`qpuflow.transpile.calibration_snapshot`
+  calibration snapshot saved at transpile time (:func:`qpuflow.circuit_identity.calibration_snapshot`
   as stored on disk). The channels are those of :func:`qpuflow.stim_noise.stim_translation`
   (DEPOLARIZE1(1.5 r) after sx/x, DEPOLARIZE2(1.25 r) after cz, readout error on the
   recorded bit), so for data from the local simulator it is the exact model, and for
@@ -221,7 +221,7 @@ def _snapshot_field(snapshot: Mapping[str, Any], key: str) -> Any:
     if key not in snapshot:
         raise ValueError(
             f"calibration snapshot has no {key!r} field (keys: {sorted(snapshot)}); pass the JSON "
-            "written from qpuflow.transpile.calibration_snapshot"
+            "written from qpuflow.circuit_identity.calibration_snapshot"
         )
     return snapshot[key]
 
@@ -324,7 +324,7 @@ def isa_detector_circuit(
     Args:
         isa: transpiled circuit carrying its measurement map.
         calibration: a calibration snapshot (the JSON dict of
-            :func:`qpuflow.transpile.calibration_snapshot`) or a backend with a ``target``.
+            :func:`qpuflow.circuit_identity.calibration_snapshot`) or a backend with a ``target``.
         noise_scale: multiplies every error probability, as in :func:`qpuflow.simulate.sample_isa`.
         idle_noise: T1/T2 noise on idle time, as the local simulator (and the device) has it.
             Needs the instruction durations (snapshots taken before they were recorded fall
@@ -408,7 +408,7 @@ def calibration_dem(
     if not isinstance(snapshot, Mapping):
         raise ValueError(
             f"calibration_dem needs the calibration snapshot (a JSON dict), got {type(snapshot).__name__}; "
-            "for a live backend use qpuflow.transpile.calibration_snapshot(backend)"
+            "for a live backend use qpuflow.circuit_identity.calibration_snapshot(backend)"
         )
     if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale > 0):
         raise ValueError(f"noise_scale must be a finite number > 0, got {noise_scale!r}")
@@ -428,9 +428,9 @@ def calibration_dem(
 
 def _uniform_model(isa: QuantumCircuit, snapshot: Mapping[str, Any], noise_scale: float) -> stim.Circuit | None:
     """stim's uniform model of the run when its snapshot says the backend simulates it
-    (:class:`~qpuflow.transpile.UniformNoiseBackend`)."""
+    (:class:`~qpuflow.backends.UniformNoiseBackend`)."""
     from qpuflow.simulate import uniform_model_from
-    from qpuflow.transpile import UNIFORM_MODEL
+    from qpuflow.circuit_identity import UNIFORM_MODEL
 
     model = snapshot.get("noise_model") or {}
     experiment = (isa.metadata or {}).get("experiment")

@@ -132,7 +132,7 @@ def place_patch(layout: str, *, distance: int, logical_state: str, backend: Any,
 def _place(layout: str, distance: int, basis: str, backend: Any, snapshot: Mapping[str, Any], seed: int,
            optimization_level: int, ancilla_reset: bool) -> Placement:
     from qpuflow.native import coupling_from_target, find_patches, patch_cost
-    from qpuflow.transpile import excluded_couplers
+    from qpuflow.backends import excluded_couplers
 
     target = backend.target
     edges, num_qubits, _ = coupling_from_target(target)

@@ -5,7 +5,7 @@ Before a campaign starts, the whole study is simulated on the local device model
 past its length so the pool is not one week's weather) the drifted device
 (:mod:`qpuflow.drift`) is built; the drift-aware arm's probe is simulated on the candidate
 qubits (binomial readout and T1-decay counts at the probe's shots and delays) and its chain
-chosen from the estimates exactly as a session does (:func:`qpuflow.transpile.select_chain`);
+chosen from the estimates exactly as a session does (:func:`qpuflow.chains.select_chain`);
 the calibration arm keeps the reported calibration's chain; both arms' memory circuits are
 sampled on that device (stim, idle noise on) to give each arm's endpoint per shot (mean and
 variance; the decoded rate with the reported calibration's DEM, as the analysis decodes).
@@ -167,7 +167,8 @@ def build_pool(*, backend_name: str, distance: int, rounds: int, endpoint: str, 
     from qpuflow.circuits import memory_experiment
     from qpuflow.probe import candidate_qubits
     from qpuflow.device_state import drifted_target_at
-    from qpuflow.transpile import TargetBackend, load_backend, readout_pairs, select_chain
+    from qpuflow.backends import load_backend, readout_pairs, TargetBackend
+    from qpuflow.chains import select_chain
 
     static = load_backend(backend_name)
     length = 2 * distance - 1
@@ -226,7 +227,7 @@ class _ArmSampler:
     """One arm's memory circuit on a chain (transpiled once per chain) sampled on a device."""
 
     def __init__(self, circuit: Any, static: Any, endpoint: str, shots: int) -> None:
-        from qpuflow.transpile import calibration_snapshot
+        from qpuflow.circuit_identity import calibration_snapshot
 
         self.circuit, self.static, self.endpoint, self.shots = circuit, static, endpoint, shots
         self.snapshot = calibration_snapshot(static)
@@ -244,7 +245,7 @@ class _ArmSampler:
         return self._isa[key]
 
     def duration(self, chain: Sequence[int]) -> float:
-        from qpuflow.transpile import isa_summary
+        from qpuflow.circuit_identity import isa_summary
 
         return float(isa_summary(self.isa(chain), self.static).get("duration_seconds") or 0.0)
 
@@ -408,7 +409,7 @@ def _endpoint(exp: Mapping[str, Any]) -> str:
 
 def _pool_args(config: Mapping[str, Any], exp: Mapping[str, Any], distance: int, rounds: int,
                start_epoch: float) -> dict[str, Any]:
-    from qpuflow.transpile import DEFAULT_CHAIN_WEIGHTS
+    from qpuflow.chains import DEFAULT_CHAIN_WEIGHTS
 
     settings = exp.get("power") or {}
     schedule = exp.get("schedule") or {}

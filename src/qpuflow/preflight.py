@@ -94,8 +94,6 @@ def preflight_check(isa: QuantumCircuit, backend=None) -> list[str]:
     return problems
 
 
-
-
 def _register_problems(isa: QuantumCircuit, mmap: MeasurementMap) -> list[str]:
     """The measurement map's registers that the circuit lacks or has at another size."""
     regs = {c.name: c.size for c in isa.cregs}

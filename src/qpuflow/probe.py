@@ -90,12 +90,13 @@ def candidate_qubits(backend, chain_length: int, count: int, *,
     drift-aware arm can pick is a path the probe measured. Ties in one BFS layer are broken
     by qubit index, so the answer is deterministic.
     """
-    from qpuflow.transpile import _two_qubit_ops, select_chain, usable_target
+    from qpuflow.backends import two_qubit_ops, usable_target
+    from qpuflow.chains import select_chain
 
     chain = select_chain(backend, chain_length, weights=weights)
     target = usable_target(backend)
     neighbours: dict[int, set[int]] = {}
-    for name in _two_qubit_ops(target):
+    for name in two_qubit_ops(target):
         for qargs in target[name]:
             if qargs is not None:
                 a, b = qargs

@@ -21,7 +21,7 @@ column ``i`` = clbit ``i``, like SamplerV2's ``BitArray.to_bool_array(order="lit
 ``noise_scale`` multiplies error probabilities on the stim path; on the Aer and product
 paths it scales the Target instead (:func:`qpuflow.device_state.scaled_target`: errors times
 the scale, T1 and T2 divided by it), which is the same to first order. A drifted device is a
-:class:`~qpuflow.transpile.TargetBackend` around :mod:`qpuflow.device_state`'s targets; the
+:class:`~qpuflow.backends.TargetBackend` around :mod:`qpuflow.device_state`'s targets; the
 noiseless check before submission is :mod:`qpuflow.preflight`.
 """
 
@@ -41,7 +41,8 @@ from qpuflow.circuits import detection_events, memory_circuit, observable_flips,
 from qpuflow.device_state import sub_target
 from qpuflow.stim_noise import (apply_readout, measurement_map_of, registers_from_samples, schedule_alap,
                                 stim_translation)
-from qpuflow.transpile import NonCliffordError, TargetBackend, active_qubits, check_clifford_isa, readout_pairs
+from qpuflow.backends import readout_pairs, TargetBackend
+from qpuflow.transpile import active_qubits, check_clifford_isa, NonCliffordError
 
 __all__ = ["sample_isa", "sample_aer", "is_product_circuit", "uniform_model_circuit", "uniform_model_from"]
 
@@ -222,7 +223,7 @@ def sample_isa(
         isa: transpiled circuit.
         backend: ``BackendV2`` whose ``target`` supplies the noise (may be ``None`` when
             ``noise_scale == 0``). To simulate a drifted device, pass a
-            :class:`~qpuflow.transpile.TargetBackend` around :func:`qpuflow.device_state.drifted_target`.
+            :class:`~qpuflow.backends.TargetBackend` around :func:`qpuflow.device_state.drifted_target`.
         shots: number of shots.
         seed: makes the result reproducible (same versions and machine).
         noise_scale: multiplies every error probability (stim), or scales the Target
@@ -288,14 +289,14 @@ def sample_isa(
 
 def uniform_model_circuit(isa: QuantumCircuit, backend, *, noise_scale: float = 1.0) -> stim.Circuit | None:
     """stim's uniform circuit-level model of ``isa``'s memory experiment, for a
-    :class:`~qpuflow.transpile.UniformNoiseBackend` (see there); None for any other backend,
+    :class:`~qpuflow.backends.UniformNoiseBackend` (see there); None for any other backend,
     for a noiseless run, and for circuits that are not a generated memory experiment.
 
     The measurement record of the returned circuit is the logical circuit's, so
     :func:`~qpuflow.circuits.registers_from_records` turns its samples into the ISA circuit's
     registers. Idle noise is part of the model (data depolarization before each round).
     """
-    from qpuflow.transpile import UniformNoiseBackend
+    from qpuflow.backends import UniformNoiseBackend
 
     experiment = (isa.metadata or {}).get("experiment")
     if not isinstance(backend, UniformNoiseBackend) or noise_scale == 0 or backend.p == 0 or not experiment:

@@ -46,7 +46,7 @@ def default_layout(spec: RunSpec, backend, config: dict[str, Any]) -> list[int] 
     """Qubits a run is laid out on when nothing was selected for it: a probe's candidates, a
     deployment arm's calibration-best chain, or ``None`` (the transpiler chooses)."""
     from qpuflow.probe import candidate_qubits
-    from qpuflow.transpile import select_chain
+    from qpuflow.chains import select_chain
 
     if spec.is_probe:
         assert spec.probe_qubits is not None
@@ -65,7 +65,8 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     calibration is saved (content-addressed) so the marker can point at what was used.
     """
     from qpuflow.qpyio import check_isa_delays
-    from qpuflow.transpile import calibration_snapshot, circuit_fingerprint, isa_summary, physical_layout
+    from qpuflow.circuit_identity import calibration_snapshot, circuit_fingerprint, isa_summary
+    from qpuflow.transpile import physical_layout
 
     circuit = load_circuit(circuit_path)
     backend = current_backend(spec.backend, config)
@@ -210,7 +211,8 @@ def select_session(experiment: str, session: int, out: Path, *, config: dict[str
     from qpuflow.plan import configured_arm_order
     from qpuflow.probe import estimate, probe_registers
     from qpuflow.records import Marker, Result
-    from qpuflow.transpile import calibration_snapshot, select_chain
+    from qpuflow.chains import select_chain
+    from qpuflow.circuit_identity import calibration_snapshot
 
     exp = config["experiments"][experiment]
     spec = _any_arm_spec(experiment, session, config)
@@ -261,7 +263,7 @@ def arm_selection(spec: RunSpec, record: dict[str, Any], path: Path) -> dict[str
 
 def current_backend(name: str, config: dict[str, Any]):
     """The backend as it reports itself now (the local fake one, or the service's)."""
-    from qpuflow.transpile import load_backend
+    from qpuflow.backends import load_backend
 
     if config["provider"]["name"] == "local" or _ibm_local_mode(config):
         return load_backend(name)

@@ -21,14 +21,10 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
+from qpuflow.backends import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
 from qpuflow.circuits import MeasurementMap
-from qpuflow.transpile import CLIFFORD_ISA_GATES, NonCliffordError, check_clifford_isa
+from qpuflow.transpile import check_clifford_isa, CLIFFORD_ISA_GATES, NonCliffordError
 
-# stim's DEPOLARIZE1(p)/DEPOLARIZE2(p) apply a non-identity Pauli with total probability p,
-# whose average gate infidelity is r = p * d / (d + 1) (d = 2, 4). The Target reports r,
-# hence p = 1.5 r and p = 1.25 r: the same channel Aer builds from the same numbers.
-ONE_QUBIT_DEPOLARIZING_FACTOR = 1.5
-TWO_QUBIT_DEPOLARIZING_FACTOR = 1.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,7 +345,6 @@ def registers_from_samples(
             arr[:, bits] = samples[:, [clbit_records[(creg.name, b)] for b in bits]]
         out[creg.name] = arr
     return out
-
 
 
 def measurement_map_of(isa: QuantumCircuit) -> MeasurementMap:

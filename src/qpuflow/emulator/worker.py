@@ -130,7 +130,7 @@ class Worker:
 
     @staticmethod
     def _backend_obj(fake: str):
-        from qpuflow.transpile import load_backend
+        from qpuflow.backends import load_backend
 
         return load_backend(fake)
 
@@ -377,7 +377,8 @@ def _estimate(program: str, units: list[Unit], backend, rep_delay: float | None,
     import qiskit
 
     from qpuflow.budget import DEFAULT_REP_DELAY_SECONDS, JOB_OVERHEAD_SECONDS, estimate_qpu_seconds
-    from qpuflow.transpile import active_qubits, isa_summary
+    from qpuflow.circuit_identity import isa_summary
+    from qpuflow.transpile import active_qubits
 
     rep = DEFAULT_REP_DELAY_SECONDS if rep_delay is None else rep_delay
     total = JOB_OVERHEAD_SECONDS

@@ -175,7 +175,7 @@ class IBMProvider:
 
     def _backend(self, name: str):
         if self.local_mode:
-            from qpuflow.transpile import load_backend
+            from qpuflow.backends import load_backend
 
             return load_backend(name)
         if name not in self._backends:

@@ -311,7 +311,7 @@ def job_backend(name: str, drift: DriftModel | None = None, epoch: float = 0.0):
     the static one stays ``load_backend(name).target``.
     """
     from qpuflow.device_state import drifted_target_at
-    from qpuflow.transpile import TargetBackend, load_backend, readout_pairs
+    from qpuflow.backends import load_backend, readout_pairs, TargetBackend
 
     backend = load_backend(name)
     if drift is None or not drift.active:
@@ -331,7 +331,7 @@ def _simulate(record: dict[str, Any], jobs_dir: Path):
     from qpuflow.budget import estimate_job_seconds
     from qpuflow.qpyio import load_circuit
     from qpuflow.simulate import sample_isa
-    from qpuflow.transpile import isa_summary
+    from qpuflow.circuit_identity import isa_summary
 
     # Records written before drift existed have no drift fields: no drift; before batching,
     # one circuit named after the job.
