@@ -121,7 +121,7 @@ def scaled_target(target: Target, scale: float) -> Target:
     Target unchanged. This is how ``noise_scale`` reaches Aer's noise model, which is built
     from a Target rather than from probabilities.
 
-    >>> from qpuflow.transpile import load_backend
+    >>> from qpuflow.backends import load_backend
     >>> t = load_backend("fake_fez").target
     >>> s = scaled_target(t, 2.0)
     >>> s["sx"][(3,)].error == 2 * t["sx"][(3,)].error
@@ -171,7 +171,7 @@ def drifted_target(target: Target, *, sigma: float, seed: int, bucket: int) -> T
 
     This is what a job *experiences*; the calibration the backend *reports* stays ``target``.
 
-    >>> from qpuflow.transpile import load_backend
+    >>> from qpuflow.backends import load_backend
     >>> t = load_backend("fake_fez").target
     >>> d = drifted_target(t, sigma=0.3, seed=0, bucket=7)
     >>> f = drift_factors(t.num_qubits, sigma=0.3, seed=0, bucket=7)
@@ -202,7 +202,7 @@ def drifted_target_at(target: Target, model: Any, epoch: float,
     ``(P(1|0), P(0|1))`` pairs (drifted the same way), if the device reports them.
 
     >>> from qpuflow.drift import DriftModel
-    >>> from qpuflow.transpile import load_backend
+    >>> from qpuflow.backends import load_backend
     >>> t = load_backend("fake_fez").target
     >>> d, _ = drifted_target_at(t, DriftModel(), 1e9)
     >>> d.qubit_properties[5].t1 == t.qubit_properties[5].t1
