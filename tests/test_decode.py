@@ -15,15 +15,9 @@ from qiskit.circuit.library import XGate, ZGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.config import ConfigError, is_synthetic_backend, synthetic_backend_spec, validate_config
-from qpuflow.decode import (
-    DecodedRun,
-    calibration_dem,
-    decode_registers,
-    detector_rounds,
-    isa_detector_circuit,
-    uniform_dem,
-    with_uniform_noise,
-)
+from qpuflow.decode import decode_registers, DecodedRun, detector_rounds
+from qpuflow.dem import calibration_dem, isa_detector_circuit
+from qpuflow.uniform_noise import uniform_dem, with_uniform_noise
 from qpuflow.simulate import sample_isa
 from qpuflow.stim_noise import stim_translation
 from qpuflow.backends import load_backend, UnknownBackendError
@@ -400,7 +394,9 @@ def test_routed_circuit_calibration_dem_resolves_conflicting_parallel_edges():
     import json
 
     from qpuflow.circuits import MeasurementMap, memory_experiment
-    from qpuflow.decode import calibration_dem, decode_registers, resolve_parallel_edges, uniform_dem
+    from qpuflow.decode import decode_registers
+    from qpuflow.dem import calibration_dem, resolve_parallel_edges
+    from qpuflow.uniform_noise import uniform_dem
     from qpuflow.simulate import sample_isa
     from qpuflow.backends import load_backend
     from qpuflow.circuit_identity import calibration_snapshot

@@ -10,7 +10,8 @@ import pymatching
 import pytest
 
 from qpuflow.circuits import MeasurementMap
-from qpuflow.decode import calibration_dem, decode_registers
+from qpuflow.decode import decode_registers
+from qpuflow.dem import calibration_dem
 from qpuflow.distance import circuit_distance
 from qpuflow.native import coupling_from_target, find_patches, median_fez_noise, native_memory_circuit
 from qpuflow.placement import NoCleanRegion, native_isa, native_logical_circuit, place_patch

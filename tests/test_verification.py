@@ -18,7 +18,9 @@ import pytest
 import stim
 
 from qpuflow.circuits import memory_experiment
-from qpuflow.decode import calibration_decoder, calibration_dem, decode_registers, isa_detector_circuit, uniform_dem, with_uniform_noise
+from qpuflow.decode import decode_registers
+from qpuflow.dem import calibration_decoder, calibration_dem, isa_detector_circuit
+from qpuflow.uniform_noise import uniform_dem, with_uniform_noise
 from qpuflow.simulate import sample_isa
 from qpuflow.stats import wilson_interval
 from qpuflow.backends import load_backend

@@ -205,7 +205,8 @@ def local_simulation(ctx: Context) -> dict[str, Any]:
 
 def _time_stim(case: Case, state: State, seed: int) -> dict[str, float]:
     from qpuflow.circuits import detection_events
-    from qpuflow.decode import decode_registers, uniform_dem
+    from qpuflow.decode import decode_registers
+    from qpuflow.uniform_noise import uniform_dem
     from qpuflow.simulate import sample_isa
     from qpuflow.stim_noise import stim_translation
 

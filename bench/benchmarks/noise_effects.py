@@ -39,7 +39,8 @@ def _variants():
            max_repeats=1)
 def noise_effects(ctx: Context) -> dict[str, Any]:
     from qpuflow.circuits import MeasurementMap
-    from qpuflow.decode import calibration_decoder, decode_registers
+    from qpuflow.decode import decode_registers
+    from qpuflow.dem import calibration_decoder
     from qpuflow.per_round import fit
     from qpuflow.placement import native_isa, native_logical_circuit, place_patch
     from qpuflow.simulate import sample_isa

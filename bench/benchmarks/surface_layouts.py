@@ -89,7 +89,8 @@ def per_round(layout: str, distance: int, backend, snapshot, *, idle: bool, shot
               reset: bool = False) -> dict[str, Any]:
     """Per-round error (and interval) of one layout, from 2- and 6-round runs."""
     from qpuflow.circuits import MeasurementMap
-    from qpuflow.decode import calibration_decoder, decode_registers
+    from qpuflow.decode import decode_registers
+    from qpuflow.dem import calibration_decoder
     from qpuflow.distance import circuit_distance
     from qpuflow.per_round import fit
     from qpuflow.simulate import sample_isa

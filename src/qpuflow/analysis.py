@@ -128,7 +128,8 @@ def decoder_plan(marker: Marker, settings: AnalysisSettings,
     reading the QPY file."""
     import stim
 
-    from qpuflow.decode import calibration_decoder, uniform_dem
+    from qpuflow.dem import calibration_decoder
+    from qpuflow.uniform_noise import uniform_dem
     from qpuflow.qpyio import load_circuit
 
     isa_cache: list[Any] = []

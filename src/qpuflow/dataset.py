@@ -82,7 +82,7 @@ def _export_run(folder: Path, marker: Marker, result: Result, paths: Paths, sett
     from qiskit import qasm3
 
     from qpuflow.circuits import MeasurementMap, records_from_registers
-    from qpuflow.decode import isa_detector_circuit
+    from qpuflow.dem import isa_detector_circuit
     from qpuflow.qpyio import load_circuit
 
     folder.mkdir(parents=True, exist_ok=True)

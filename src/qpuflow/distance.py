@@ -47,7 +47,7 @@ class CircuitDistance:
 def circuit_distance(isa: Any, backend: Any, *, idle_noise: bool = True) -> CircuitDistance:
     """The ISA circuit's circuit-level distance under ``backend``'s noise (a backend or a
     calibration snapshot), detectors and observables from its measurement map."""
-    from qpuflow.decode import isa_detector_circuit
+    from qpuflow.dem import isa_detector_circuit
 
     circuit = isa_detector_circuit(isa, backend, idle_noise=idle_noise)
     dem = circuit.detector_error_model(decompose_errors=True, ignore_decomposition_failures=True,

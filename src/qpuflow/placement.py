@@ -179,7 +179,8 @@ def native_isa(circuit: QuantumCircuit, placement: Placement, backend: Any, *, s
 def predicted_error(isa: QuantumCircuit, snapshot: Mapping[str, Any], *, shots: int = SCORE_SHOTS) -> float:
     """Decoded logical error per shot of ``isa`` under the snapshot's noise (idle included),
     sampled with stim and decoded as the analysis decodes (calibration DEM, correlated)."""
-    from qpuflow.decode import build_matching, decoder_for, isa_detector_circuit
+    from qpuflow.decode import build_matching
+    from qpuflow.dem import decoder_for, isa_detector_circuit
 
     noisy = isa_detector_circuit(isa, snapshot, idle_noise=True)
     events, flips = noisy.compile_detector_sampler(seed=SCORE_SEED).sample(shots, separate_observables=True)

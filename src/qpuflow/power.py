@@ -267,7 +267,8 @@ class _ArmSampler:
         return float(per_shot.mean()), float(per_shot.var())
 
     def _decoded(self, isa: Any, chain: Sequence[int], registers: Any, mmap: Any) -> np.ndarray:
-        from qpuflow.decode import calibration_decoder, decode_registers
+        from qpuflow.decode import decode_registers
+        from qpuflow.dem import calibration_decoder
 
         key = tuple(chain)
         if key not in self._decoder:
