@@ -12,18 +12,9 @@ from qiskit.circuit import CircuitInstruction, QuantumCircuit
 from qiskit.circuit.library import XGate
 from qiskit_aer.primitives import SamplerV2
 
-from qpuflow.circuits import (
-    LOGICAL_STATES,
-    MeasurementMap,
-    UnsupportedStimInstructionError,
-    detection_events,
-    memory_circuit,
-    memory_experiment,
-    observable_flips,
-    records_from_registers,
-    registers_from_records,
-    stim_to_qiskit,
-)
+from qpuflow.circuits import LOGICAL_STATES, memory_circuit, memory_experiment
+from qpuflow.measurement_map import (MeasurementMap, detection_events, observable_flips, records_from_registers, registers_from_records)
+from qpuflow.stim_qiskit import stim_to_qiskit, UnsupportedStimInstructionError
 
 SURFACE_STATES = LOGICAL_STATES
 REPETITION_STATES = ("0", "1")

@@ -393,7 +393,8 @@ def test_routed_circuit_calibration_dem_resolves_conflicting_parallel_edges():
     rate (0.077 vs 0.036 for the uniform model); resolving to the likelier flip fixes it."""
     import json
 
-    from qpuflow.circuits import MeasurementMap, memory_experiment
+    from qpuflow.circuits import memory_experiment
+    from qpuflow.measurement_map import MeasurementMap
     from qpuflow.decode import decode_registers
     from qpuflow.dem import calibration_dem, resolve_parallel_edges
     from qpuflow.uniform_noise import uniform_dem

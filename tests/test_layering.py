@@ -21,7 +21,7 @@ LAYERS = {
     "ground": ["errors", "provenance", "interrupts", "faults", "stats", "qpyio", "backend_names", "fileio"],
     "study": ["config", "plan", "paths", "packs"],
     "store": ["records", "ledger", "rebuild", "exports"],
-    "science": ["circuits", "native", "backends", "chains", "transpile", "circuit_identity", "stim_noise",
+    "science": ["measurement_map", "stim_qiskit", "circuits", "native", "backends", "chains", "transpile", "circuit_identity", "stim_noise",
                 "device_state", "simulate", "preflight", "uniform_noise", "dem", "decode", "distance", "placement",
                 "probe", "drift"],
     "providers": ["providers", "emulator"],

@@ -9,7 +9,7 @@ import numpy as np
 import pymatching
 import pytest
 
-from qpuflow.circuits import MeasurementMap
+from qpuflow.measurement_map import MeasurementMap
 from qpuflow.decode import decode_registers
 from qpuflow.dem import calibration_dem
 from qpuflow.distance import circuit_distance

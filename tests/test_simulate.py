@@ -14,7 +14,8 @@ from qiskit.providers import QubitProperties
 from qiskit.transpiler import InstructionProperties, Target
 from qiskit.quantum_info import Statevector
 
-from qpuflow.circuits import detection_events, memory_experiment, observable_flips
+from qpuflow.circuits import memory_experiment
+from qpuflow.measurement_map import detection_events, observable_flips
 from qpuflow.preflight import preflight_check
 from qpuflow.simulate import sample_aer as _sample_aer, sample_isa
 from qpuflow.stim_noise import stim_translation

@@ -152,7 +152,7 @@ def _check_aer_bits(circuit, mmap) -> None:
     # order, bit order) is wrong and the comparison would be meaningless.
     from qiskit_aer import AerSimulator
 
-    from qpuflow.circuits import detection_events, observable_flips
+    from qpuflow.measurement_map import detection_events, observable_flips
 
     counts = AerSimulator(method="stabilizer").run(circuit, shots=64, seed_simulator=SEED).result().get_counts()
     regs = registers_from_counts(counts, circuit.cregs)
@@ -182,7 +182,7 @@ def _mode(ctx: Context) -> str:
     ),
 )
 def local_simulation(ctx: Context) -> dict[str, Any]:
-    from qpuflow.circuits import detection_events, observable_flips
+    from qpuflow.measurement_map import detection_events, observable_flips
 
     state: State = ctx.state
     seed = SEED + ctx.repeat * SEED_STRIDE
@@ -204,7 +204,7 @@ def local_simulation(ctx: Context) -> dict[str, Any]:
 
 
 def _time_stim(case: Case, state: State, seed: int) -> dict[str, float]:
-    from qpuflow.circuits import detection_events
+    from qpuflow.measurement_map import detection_events
     from qpuflow.decode import decode_registers
     from qpuflow.uniform_noise import uniform_dem
     from qpuflow.simulate import sample_isa

@@ -38,7 +38,7 @@ def _variants():
            title="default surface-code experiment on fake_fez: idle noise and asymmetric readout, on and off",
            max_repeats=1)
 def noise_effects(ctx: Context) -> dict[str, Any]:
-    from qpuflow.circuits import MeasurementMap
+    from qpuflow.measurement_map import MeasurementMap
     from qpuflow.decode import decode_registers
     from qpuflow.dem import calibration_decoder
     from qpuflow.per_round import fit

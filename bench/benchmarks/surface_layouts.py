@@ -88,7 +88,7 @@ def per_round(layout: str, distance: int, backend, snapshot, *, idle: bool, shot
               transpiler_seed: int = TRANSPILER_SEED, nodes: tuple[int, ...] | None = None,
               reset: bool = False) -> dict[str, Any]:
     """Per-round error (and interval) of one layout, from 2- and 6-round runs."""
-    from qpuflow.circuits import MeasurementMap
+    from qpuflow.measurement_map import MeasurementMap
     from qpuflow.decode import decode_registers
     from qpuflow.dem import calibration_decoder
     from qpuflow.distance import circuit_distance

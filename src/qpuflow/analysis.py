@@ -91,7 +91,7 @@ class _Decoder:
 
     def decode_all(self, jobs: list[_Job]) -> dict[str, tuple[Any, Any, str]]:
         """run key -> (primary DecodedRun, uniform DecodedRun, the primary decoder's name)."""
-        from qpuflow.circuits import MeasurementMap
+        from qpuflow.measurement_map import MeasurementMap
         from qpuflow.decode import decode_batch
 
         groups: dict[tuple[str, str], list[_Job]] = {}

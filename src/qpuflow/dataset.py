@@ -81,7 +81,7 @@ def _export_run(folder: Path, marker: Marker, result: Result, paths: Paths, sett
     import stim
     from qiskit import qasm3
 
-    from qpuflow.circuits import MeasurementMap, records_from_registers
+    from qpuflow.measurement_map import MeasurementMap, records_from_registers
     from qpuflow.dem import isa_detector_circuit
     from qpuflow.qpyio import load_circuit
 

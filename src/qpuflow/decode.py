@@ -3,7 +3,7 @@
 Two detector error models (DEMs) can decode the same data: :func:`qpuflow.uniform_noise.uniform_dem`
 (the logical circuit with uniform circuit-level noise) and :func:`qpuflow.dem.calibration_dem`
 (the ISA circuit with its calibration snapshot's noise). Both have the detectors and
-observables of the circuit's :class:`~qpuflow.circuits.MeasurementMap`, in its order, so either
+observables of the circuit's :class:`~qpuflow.measurement_map.MeasurementMap`, in its order, so either
 decodes the detection events :func:`decode_registers` computes from the registers of a result.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pymatching
 import stim
 
-from qpuflow.circuits import MeasurementMap, detection_events, observable_flips
+from qpuflow.measurement_map import detection_events, MeasurementMap, observable_flips
 
 
 # --------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def decode_batch(
 
     Raises:
         ValueError: the DEM or the circuit does not fit the measurement map, or the
-            registers do not fit it (see :func:`qpuflow.circuits.records_from_registers`).
+            registers do not fit it (see :func:`qpuflow.measurement_map.records_from_registers`).
     """
     if dem.num_detectors != mmap.num_detectors or dem.num_observables != mmap.num_observables:
         raise ValueError(

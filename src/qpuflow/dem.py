@@ -18,10 +18,8 @@ from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.providers import QubitProperties
 from qiskit.transpiler import InstructionProperties, Target
 
-from qpuflow.circuits import MeasurementMap
+from qpuflow.measurement_map import MeasurementMap
 from qpuflow.stim_noise import stim_translation
-
-
 
 
 class _SnapshotBackend:

@@ -68,7 +68,8 @@ def native_logical_circuit(layout: str, *, distance: int, rounds: int, logical_s
     (the detectors compare successive outcomes): each round then spends two readouts less
     time idle, which costs the data qubits less than the reset saves (FakeFez, idle noise on,
     d=3: 2.9% against 3.9% per round at the median calibration)."""
-    from qpuflow.circuits import expected_observables_for_state, stim_to_qiskit
+    from qpuflow.circuits import expected_observables_for_state
+    from qpuflow.stim_qiskit import stim_to_qiskit
     from qpuflow.native import native_memory_circuit
 
     code = NATIVE_CODES[layout]

@@ -250,7 +250,7 @@ class _ArmSampler:
         return float(isa_summary(self.isa(chain), self.static).get("duration_seconds") or 0.0)
 
     def per_shot(self, chain: Sequence[int], device: Any, *, seed: int) -> tuple[float, float]:
-        from qpuflow.circuits import MeasurementMap, detection_events, observable_flips
+        from qpuflow.measurement_map import detection_events, MeasurementMap, observable_flips
         from qpuflow.simulate import sample_isa
 
         isa = self.isa(chain)

@@ -11,7 +11,7 @@ import numpy as np
 import stim
 from qiskit.circuit import QuantumCircuit
 
-from qpuflow.circuits import MeasurementMap, detection_events, records_from_registers
+from qpuflow.measurement_map import detection_events, MeasurementMap, records_from_registers
 from qpuflow.simulate import sample_aer
 from qpuflow.stim_noise import measurement_map_of, stim_translation
 from qpuflow.transpile import NonCliffordError

@@ -37,7 +37,8 @@ import numpy as np
 import stim
 from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
 
-from qpuflow.circuits import detection_events, memory_circuit, observable_flips, registers_from_records
+from qpuflow.circuits import memory_circuit
+from qpuflow.measurement_map import detection_events, observable_flips, registers_from_records
 from qpuflow.device_state import sub_target
 from qpuflow.stim_noise import (apply_readout, measurement_map_of, registers_from_samples, schedule_alap,
                                 stim_translation)
@@ -293,7 +294,7 @@ def uniform_model_circuit(isa: QuantumCircuit, backend, *, noise_scale: float = 
     for a noiseless run, and for circuits that are not a generated memory experiment.
 
     The measurement record of the returned circuit is the logical circuit's, so
-    :func:`~qpuflow.circuits.registers_from_records` turns its samples into the ISA circuit's
+    :func:`~qpuflow.measurement_map.registers_from_records` turns its samples into the ISA circuit's
     registers. Idle noise is part of the model (data depolarization before each round).
     """
     from qpuflow.backends import UniformNoiseBackend

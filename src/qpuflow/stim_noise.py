@@ -22,7 +22,7 @@ from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
 from qpuflow.backends import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
-from qpuflow.circuits import MeasurementMap
+from qpuflow.measurement_map import MeasurementMap
 from qpuflow.transpile import check_clifford_isa, CLIFFORD_ISA_GATES, NonCliffordError
 
 
@@ -352,6 +352,6 @@ def measurement_map_of(isa: QuantumCircuit) -> MeasurementMap:
     if "measurement_map" not in meta:
         raise ValueError(
             f"circuit {isa.name!r} has no 'measurement_map' in its metadata; build it with "
-            "qpuflow.circuits.stim_to_qiskit / memory_experiment and transpile with transpile_isa"
+            "qpuflow.stim_qiskit.stim_to_qiskit / qpuflow.circuits.memory_experiment and transpile with transpile_isa"
         )
     return MeasurementMap.from_json(meta["measurement_map"])

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 import stim
 
 
-
-
 _PASS_THROUGH = frozenset({"DETECTOR", "OBSERVABLE_INCLUDE", "QUBIT_COORDS", "SHIFT_COORDS", "MPAD"})
 # Pauli that flips the outcome of a measurement (or the state of a reset) in each basis.
 _FLIP = {
