@@ -26,7 +26,7 @@ LAYERS = {
                 "probe", "drift"],
     "providers": ["providers", "emulator"],
     "budget": ["budget"],
-    "planning": ["schedule", "sessions", "batches", "campaign", "study_state", "planner", "power"],
+    "planning": ["schedule", "sessions", "batches", "campaign", "study_state", "planner", "power", "power_plan"],
     "stages": ["stages", "submit", "collect", "reconcile", "pipeline",
                "analysis", "paired", "per_round", "summary", "dataset", "status_page", "overview"],
     "rules": ["smk", "wf", "cli"],

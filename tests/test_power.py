@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qpuflow.power import (Design, PowerEstimate, StatePool, best_per_second, campaign_power, candidate_designs,
-                           plan_power, searched_geometries)
+from qpuflow.power import best_per_second, campaign_power, Design, PowerEstimate, StatePool
+from qpuflow.power_plan import candidate_designs, plan_power, searched_geometries
 
 
 def _pool(mean_cal, mean_drift, var, trials=10, states=50):

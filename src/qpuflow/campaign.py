@@ -254,7 +254,7 @@ def campaign_power(config: dict[str, Any], paths: Paths, plan: CampaignPlan, at:
     low power is accepted when ``skip_accepted``). The budget a
     campaign may use is what the accounts can spend in one window, less what the plan puts
     on the other experiments."""
-    from qpuflow.power import plan_power
+    from qpuflow.power_plan import plan_power
 
     reserve = float(config["budget"]["reserve_seconds"])
     spendable = sum(a.budget_seconds - reserve - a.used_now for a in plan.accounts)
