@@ -27,7 +27,7 @@ LAYERS = {
     "providers": ["providers", "emulator"],
     "budget": ["budget"],
     "planning": ["schedule", "sessions", "batches", "campaign", "study_state", "planner", "power", "power_plan"],
-    "stages": ["stages", "submit", "collect", "reconcile", "pipeline",
+    "stages": ["stages", "submit", "collect", "reconcile", "pipeline", "analysis_views",
                "analysis", "paired", "per_round", "summary", "dataset", "status_page", "overview"],
     "rules": ["smk", "wf", "cli"],
 }
