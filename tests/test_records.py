@@ -131,3 +131,40 @@ def test_the_transpile_record_file_keeps_its_keys(tmp_path, small_config):
     assert set(written) == set(_OLD_TRANSPILE_RECORD) | {"delays_seconds", "chosen_chain", "circuit_distance",
                                                          "selection", "placement"}
     assert written["circuit_distance"]["distance"] == 3 and record.circuit_distance == written["circuit_distance"]
+
+
+# ---------------------------------------------------------------------------- session selection
+
+_SELECTION = {  # as select_session has written it since sessions existed
+    "experiment": "dep", "session": 3, "backend": "fake_fez", "selected_time": "2026-12-01T16:00:00+00:00",
+    "order": ["drift_aware", "calibration"], "calibration_snapshot": "results/calibration/fake_fez/x.json",
+    "properties_last_update": None,
+    "arms": {"calibration": {"chain": [1, 2, 3], "source": "reported calibration"},
+             "drift_aware": {"chain": [5, 6, 7], "source": "probe", "probe_run": "session003_probe",
+                             "probe_job_id": "j1", "probe_completion_time": "2026-12-01T15:50:00+00:00",
+                             "estimates": {"5": {"t1": 1e-4, "readout_error": 0.01}}}},
+}
+
+
+def test_a_session_selection_reads_and_writes_the_same_file(tmp_path):
+    from qpuflow.records import SessionSelection
+
+    path = tmp_path / "session003.json"
+    path.write_text(json.dumps(_SELECTION))
+    selection = SessionSelection.read(path)
+    assert selection.arms["drift_aware"].probe_job_id == "j1" and selection.arms["calibration"].probe_run is None
+    assert selection.to_json() == _SELECTION
+    chosen = selection.for_arm("calibration", path)
+    assert chosen["chain"] == [1, 2, 3] and chosen["position"] == 1 and chosen["selection_file"] == str(path)
+
+
+def test_a_selection_without_the_arm_or_a_field_is_refused_naming_the_file(tmp_path):
+    from qpuflow.records import CorruptRecordError, SessionSelection
+
+    path = tmp_path / "session003.json"
+    path.write_text(json.dumps({k: v for k, v in _SELECTION.items() if k != "order"}))
+    with pytest.raises(CorruptRecordError, match=r"session003.json.*order"):
+        SessionSelection.read(path)
+    path.write_text(json.dumps({**_SELECTION, "arms": {"calibration": _SELECTION["arms"]["calibration"]}}))
+    with pytest.raises(CorruptRecordError, match=r"session003.json.*'drift_aware'"):
+        SessionSelection.read(path).for_arm("drift_aware", path)

@@ -144,6 +144,59 @@ class TranspileRecord(JsonRecord):
     WHAT: ClassVar[str] = "transpile record"
 
 
+# ---------------------------------------------------------------------------- session selection
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmChoice:
+    """One arm's chain in a session and where it came from (the reported calibration, or the
+    probe job whose estimates chose it)."""
+
+    chain: list[int]
+    source: str
+    probe_run: str | None = None
+    probe_job_id: str | None = None
+    probe_completion_time: str | None = None
+    estimates: dict[str, dict[str, Any]] | None = None  # physical qubit -> the probe's estimates
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSelection(JsonRecord):
+    """The chains a deployment session's arms run on, chosen once when the session is sent, and
+    the order the arms are submitted in (``results/selection/<exp>/sessionNNN.json``)."""
+
+    experiment: str
+    session: int
+    backend: str
+    selected_time: str
+    order: list[str]
+    calibration_snapshot: str
+    arms: dict[str, ArmChoice]
+    properties_last_update: str | None = None
+
+    WHAT: ClassVar[str] = "qubit selection"
+
+    def __post_init__(self) -> None:
+        arms = {name: a if isinstance(a, ArmChoice) else _from_fields(ArmChoice, a, f"arm {name}", "qubit selection")
+                for name, a in self.arms.items()}
+        object.__setattr__(self, "arms", arms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "arms": {name: a.to_json() for name, a in self.arms.items()}}
+
+    def for_arm(self, arm: str, path: Path) -> dict[str, Any]:
+        """What an arm's transpile record and marker keep of how its qubits were chosen."""
+        if arm not in self.arms:
+            raise CorruptRecordError(f"{path}: no chain was selected for arm {arm!r} (arms: {sorted(self.arms)})")
+        chosen = self.arms[arm]
+        return {"arm": arm, "chain": [int(q) for q in chosen.chain], "source": chosen.source,
+                "probe_job_id": chosen.probe_job_id, "order": self.order, "position": self.order.index(arm),
+                "selected_time": self.selected_time, "selection_file": str(path)}
+
+
 # ---------------------------------------------------------------------------- marker
 
 

@@ -226,10 +226,10 @@ def select_qubits(smk: Any) -> None:
               if hasattr(smk.input, name)}
     record = select_session(smk.wildcards.exp, int(smk.wildcards.session), Path(smk.output.selection),
                             config=smk.config, paths=Paths.from_config(smk.config), **inputs)
-    for arm, chosen in record["arms"].items():
+    for arm, chosen in record.arms.items():
         logging.getLogger("qpuflow.selection").info(
             "%s session %s, arm %s: chain %s (from %s)", smk.wildcards.exp, smk.wildcards.session, arm,
-            chosen["chain"], chosen["source"])
+            chosen.chain, chosen.source)
 
 
 def simulate_local(smk: Any) -> None:

@@ -14,7 +14,7 @@ from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.provenance import file_sha256, utc_now
 from qpuflow.qpyio import dump_circuit, load_circuit
-from qpuflow.records import ResultStatus, TranspileRecord, read_json, write_json_atomic
+from qpuflow.records import ArmChoice, ResultStatus, SessionSelection, TranspileRecord, read_json, write_json_atomic
 
 
 def build_circuit(spec: RunSpec, out: Path) -> None:
@@ -77,7 +77,7 @@ def transpile_run(spec: RunSpec, circuit_path: Path, out_isa: Path, out_info: Pa
     if spec.kind == "deployment":
         if selection_path is None:
             raise ValueError(f"{spec.key}: a deployment arm needs its session's selection file")
-        selection = arm_selection(spec, read_json(selection_path, "qubit selection"), selection_path)
+        selection = SessionSelection.read(selection_path).for_arm(spec.arm, selection_path)
         layout = selection["chain"]
     isa, placement = _isa_for(spec, circuit, backend, snapshot, str(snapshot_path), layout)
     if layout is not None and physical_layout(isa) != list(layout):
@@ -201,7 +201,7 @@ def save_calibration(snapshot: dict[str, Any], paths: Paths, backend: str) -> Pa
 
 
 def select_session(experiment: str, session: int, out: Path, *, config: dict[str, Any], paths: Paths,
-                   probe_marker: Path | None = None, probe_result: Path | None = None) -> dict[str, Any]:
+                   probe_marker: Path | None = None, probe_result: Path | None = None) -> SessionSelection:
     """Choose each arm's chain for one session, now, and fix the arms' submission order.
 
     ``calibration``: the best chain by the backend's calibration as reported right now.
@@ -218,15 +218,10 @@ def select_session(experiment: str, session: int, out: Path, *, config: dict[str
     spec = _any_arm_spec(experiment, session, config)
     backend = current_backend(spec.backend, config)
     snapshot = calibration_snapshot(backend)
-    record: dict[str, Any] = {
-        "experiment": experiment, "session": session, "backend": spec.backend, "selected_time": utc_now(),
-        "order": configured_arm_order(config, experiment, session),
-        "calibration_snapshot": str(save_calibration(snapshot, paths, spec.backend)),
-        "properties_last_update": snapshot["properties_last_update"], "arms": {},
-    }
+    arms: dict[str, ArmChoice] = {}
     weights = _weights(spec, config)
     if "calibration" in exp["arms"]:
-        record["arms"]["calibration"] = {"chain": default_layout(spec, backend, config), "source": "reported calibration"}
+        arms["calibration"] = ArmChoice(chain=default_layout(spec, backend, config), source="reported calibration")
     if "drift_aware" in exp["arms"]:
         if probe_marker is None or probe_result is None:
             raise ValueError(f"{experiment} session {session}: the drift-aware arm needs a collected probe")
@@ -239,26 +234,16 @@ def select_session(experiment: str, session: int, out: Path, *, config: dict[str
         chain = select_chain(backend, spec.chain_length, weights=weights, only=list(measured),
                              measured={q: {k: v for k, v in m.items() if k in ("readout_error", "t1") and v is not None}
                                        for q, m in measured.items()})
-        record["arms"]["drift_aware"] = {
-            "chain": chain, "source": "probe", "probe_run": probe_spec.run, "probe_job_id": marker.job_id,
-            "probe_completion_time": result.completion_time,
-            "estimates": {str(q): m for q, m in sorted(measured.items())},
-        }
-    write_json_atomic(out, record)
+        arms["drift_aware"] = ArmChoice(chain=chain, source="probe", probe_run=probe_spec.run,
+                                        probe_job_id=marker.job_id, probe_completion_time=result.completion_time,
+                                        estimates={str(q): m for q, m in sorted(measured.items())})
+    record = SessionSelection(
+        experiment=experiment, session=session, backend=spec.backend, selected_time=utc_now(),
+        order=configured_arm_order(config, experiment, session),
+        calibration_snapshot=str(save_calibration(snapshot, paths, spec.backend)),
+        arms=arms, properties_last_update=snapshot["properties_last_update"])
+    write_json_atomic(out, record.to_json())
     return record
-
-
-def arm_selection(spec: RunSpec, record: dict[str, Any], path: Path) -> dict[str, Any]:
-    """What a deployment arm's ISA info and marker record about how its qubits were chosen."""
-    if spec.arm not in record["arms"]:
-        raise ValueError(f"{path}: no chain was selected for arm {spec.arm!r} (arms: {sorted(record['arms'])})")
-    arm = record["arms"][spec.arm]
-    return {
-        "arm": spec.arm, "chain": [int(q) for q in arm["chain"]], "source": arm["source"],
-        "probe_job_id": arm.get("probe_job_id"), "order": record["order"],
-        "position": record["order"].index(spec.arm), "selected_time": record["selected_time"],
-        "selection_file": str(path),
-    }
 
 
 def current_backend(name: str, config: dict[str, Any]):
