@@ -81,14 +81,14 @@ def _export_run(folder: Path, marker: Marker, result: Result, paths: Paths, sett
     import stim
     from qiskit import qasm3
 
-    from qpuflow.measurement_map import MeasurementMap, records_from_registers
+    from qpuflow.measurement_map import measurement_map_of, records_from_registers
     from qpuflow.dem import isa_detector_circuit
     from qpuflow.qpyio import load_circuit
 
     folder.mkdir(parents=True, exist_ok=True)
     isa = load_circuit(Path(marker.isa_path))
     ideal = stim.Circuit(isa.metadata["stim_circuit"])
-    mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
+    mmap = measurement_map_of(isa)
     snapshot = json.loads(Path(marker.calibration_snapshot).read_text())
     (folder / "circuit_ideal.stim").write_text(str(ideal))
     (folder / "circuit_noisy.stim").write_text(str(isa_detector_circuit(isa, snapshot)))

@@ -245,3 +245,15 @@ def observable_flips(registers: Mapping[str, np.ndarray], mmap: MeasurementMap) 
     """Logical errors ``(shots, num_observables)``: measured observable XOR its ideal value."""
     measured = _parities(records_from_registers(registers, mmap), mmap.observables)
     return measured ^ np.asarray(mmap.expected_observables, dtype=bool)[np.newaxis, :]
+
+
+def measurement_map_of(isa: Any) -> MeasurementMap:
+    """The measurement map a circuit from :func:`qpuflow.stim_qiskit.stim_to_qiskit` carries in its
+    metadata (kept through transpilation)."""
+    meta = isa.metadata or {}
+    if "measurement_map" not in meta:
+        raise ValueError(
+            f"circuit {isa.name!r} has no 'measurement_map' in its metadata; build it with "
+            "qpuflow.stim_qiskit.stim_to_qiskit / qpuflow.circuits.memory_experiment and transpile with transpile_isa"
+        )
+    return MeasurementMap.from_json(meta["measurement_map"])

@@ -11,9 +11,10 @@ import numpy as np
 import stim
 from qiskit.circuit import QuantumCircuit
 
-from qpuflow.measurement_map import detection_events, MeasurementMap, records_from_registers
+from qpuflow.measurement_map import MeasurementMap, detection_events, records_from_registers
 from qpuflow.simulate import sample_aer
-from qpuflow.stim_noise import measurement_map_of, stim_translation
+from qpuflow.measurement_map import measurement_map_of
+from qpuflow.stim_noise import stim_translation
 from qpuflow.transpile import NonCliffordError
 
 _PREFLIGHT_SHOTS = 256

@@ -22,8 +22,7 @@ from qiskit.transpiler import PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 
 from qpuflow.backends import ONE_QUBIT_DEPOLARIZING_FACTOR, TWO_QUBIT_DEPOLARIZING_FACTOR
-from qpuflow.measurement_map import MeasurementMap
-from qpuflow.transpile import check_clifford_isa, CLIFFORD_ISA_GATES, NonCliffordError
+from qpuflow.transpile import CLIFFORD_ISA_GATES, NonCliffordError, check_clifford_isa
 
 
 
@@ -345,13 +344,3 @@ def registers_from_samples(
             arr[:, bits] = samples[:, [clbit_records[(creg.name, b)] for b in bits]]
         out[creg.name] = arr
     return out
-
-
-def measurement_map_of(isa: QuantumCircuit) -> MeasurementMap:
-    meta = isa.metadata or {}
-    if "measurement_map" not in meta:
-        raise ValueError(
-            f"circuit {isa.name!r} has no 'measurement_map' in its metadata; build it with "
-            "qpuflow.stim_qiskit.stim_to_qiskit / qpuflow.circuits.memory_experiment and transpile with transpile_isa"
-        )
-    return MeasurementMap.from_json(meta["measurement_map"])
