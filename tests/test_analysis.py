@@ -66,7 +66,7 @@ def test_noisy_study_tables_plots_and_report(study, small_config):
 
 
 def test_calibration_decoder_uses_the_saved_snapshot(study, small_config, monkeypatch):
-    from qpuflow.analysis import analyse, AnalysisSettings
+    from qpuflow.analysis import AnalysisSettings, analyse
     from qpuflow.paths import Paths
 
     small_config["experiments"]["sc"]["shots"] = 3000

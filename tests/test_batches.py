@@ -104,7 +104,7 @@ def test_snakemake_batches_gather_whole_jobs():
 
 
 def test_a_jobs_composition_is_read_back_from_its_tags_and_a_reordering_is_caught():
-    from qpuflow.packs import MAX_TAG_CHARS, MAX_TAGS, CompositionError, Pack, composition, read_tags
+    from qpuflow.packs import MAX_TAGS, MAX_TAG_CHARS, CompositionError, Pack, composition, read_tags
 
     planned = specs(PACKED)
     pack = Pack(tuple(planned[:4]))
@@ -127,7 +127,7 @@ def test_a_jobs_composition_is_read_back_from_its_tags_and_a_reordering_is_caugh
 
 
 def test_tags_stay_within_the_service_limits_at_any_packing():
-    from qpuflow.packs import MAX_TAG_CHARS, MAX_TAGS, Pack, composition, fixed_tag_count
+    from qpuflow.packs import MAX_TAGS, MAX_TAG_CHARS, Pack, composition, fixed_tag_count
 
     config = json.loads(json.dumps(PACKED))
     config["experiments"]["rep"]["repetitions"] = 16  # 32 runs

@@ -13,8 +13,9 @@ from qiskit.circuit.library import XGate
 from qiskit_aer.primitives import SamplerV2
 
 from qpuflow.circuits import LOGICAL_STATES, memory_circuit, memory_experiment
-from qpuflow.measurement_map import (MeasurementMap, detection_events, observable_flips, records_from_registers, registers_from_records)
-from qpuflow.stim_qiskit import stim_to_qiskit, UnsupportedStimInstructionError
+from qpuflow.measurement_map import (MeasurementMap, detection_events, observable_flips, records_from_registers,
+                                     registers_from_records)
+from qpuflow.stim_qiskit import UnsupportedStimInstructionError, stim_to_qiskit
 
 SURFACE_STATES = LOGICAL_STATES
 REPETITION_STATES = ("0", "1")

@@ -15,12 +15,12 @@ from qiskit.circuit.library import XGate, ZGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.config import ConfigError, is_synthetic_backend, synthetic_backend_spec, validate_config
-from qpuflow.decode import decode_registers, DecodedRun, detector_rounds
+from qpuflow.decode import DecodedRun, decode_registers, detector_rounds
 from qpuflow.dem import calibration_dem, isa_detector_circuit
 from qpuflow.uniform_noise import uniform_dem, with_uniform_noise
 from qpuflow.simulate import sample_isa
 from qpuflow.stim_noise import stim_translation
-from qpuflow.backends import load_backend, UnknownBackendError
+from qpuflow.backends import UnknownBackendError, load_backend
 from qpuflow.circuit_identity import calibration_snapshot
 from qpuflow.transpile import transpile_isa
 from tests.conftest import SMALL_CONFIG

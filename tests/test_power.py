@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qpuflow.power import best_per_second, campaign_power, Design, PowerEstimate, StatePool
+from qpuflow.power import Design, PowerEstimate, StatePool, best_per_second, campaign_power
 from qpuflow.power_plan import candidate_designs, plan_power, searched_geometries
 
 

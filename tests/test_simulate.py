@@ -911,7 +911,7 @@ def _non_clifford_isa(fez, bad: str) -> QuantumCircuit:
 @pytest.mark.parametrize("bad", ["h", "angle", "unbound", "cx"])
 def test_translation_rejects_exactly_like_check_clifford_isa(fez, bad):
     """The check done while walking raises check_clifford_isa's own error, before any scheduling."""
-    from qpuflow.transpile import check_clifford_isa, NonCliffordError
+    from qpuflow.transpile import NonCliffordError, check_clifford_isa
 
     qc = _non_clifford_isa(fez, bad)
     with pytest.raises(NonCliffordError) as expected:

@@ -18,10 +18,10 @@ from qiskit.circuit.library import RZGate, SXGate
 
 from qpuflow.circuits import memory_experiment
 from qpuflow.preflight import preflight_check
-from qpuflow.backends import available_backends, excluded_couplers, load_backend, UnknownBackendError, usable_target
+from qpuflow.backends import UnknownBackendError, available_backends, excluded_couplers, load_backend, usable_target
 from qpuflow.chains import select_chain
 from qpuflow.circuit_identity import calibration_snapshot, circuit_fingerprint, isa_summary
-from qpuflow.transpile import check_clifford_isa, CLIFFORD_ISA_GATES, NonCliffordError, physical_layout, transpile_isa
+from qpuflow.transpile import CLIFFORD_ISA_GATES, NonCliffordError, check_clifford_isa, physical_layout, transpile_isa
 
 FEZ_DEAD = [(27, 28), (31, 32), (32, 33), (68, 69), (80, 81), (106, 107), (139, 155)]
 

@@ -41,7 +41,7 @@ def _settings(study: Path):
 def _direct_inputs(study: Path) -> list[tuple[Any, np.ndarray, bool]]:
     """(DEM, detection events, correlated) per distinct circuit and decoder, as analysis decodes."""
     from qpuflow.analysis import decoder_plan
-    from qpuflow.measurement_map import detection_events, MeasurementMap
+    from qpuflow.measurement_map import MeasurementMap, detection_events
     from qpuflow.collect import read_markers
     from qpuflow.paths import Paths
     from qpuflow.records import Result

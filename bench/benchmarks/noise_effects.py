@@ -25,7 +25,7 @@ TRANSPILER_SEED = 1234
 
 
 def _variants():
-    from qpuflow.backends import load_backend, TargetBackend
+    from qpuflow.backends import TargetBackend, load_backend
 
     fez = load_backend("fake_fez")
     symmetric = TargetBackend(fez.target, "fake_fez")  # same name: the snapshot check compares names

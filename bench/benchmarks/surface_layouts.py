@@ -49,7 +49,7 @@ def square_backend(median):
     from qiskit.providers import QubitProperties
     from qiskit.transpiler import InstructionProperties, Target as QTarget
 
-    from qpuflow.backends import _synthetic_couplers, TargetBackend
+    from qpuflow.backends import TargetBackend, _synthetic_couplers
 
     n, edges = _synthetic_couplers("grid")
     src = median.target

@@ -17,7 +17,7 @@ import numpy as np
 import pymatching
 import stim
 
-from qpuflow.measurement_map import detection_events, MeasurementMap, observable_flips
+from qpuflow.measurement_map import MeasurementMap, detection_events, observable_flips
 
 
 # --------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def build_pool(*, backend_name: str, distance: int, rounds: int, endpoint: str, 
     from qpuflow.circuits import memory_experiment
     from qpuflow.probe import candidate_qubits
     from qpuflow.device_state import drifted_target_at
-    from qpuflow.backends import load_backend, readout_pairs, TargetBackend
+    from qpuflow.backends import TargetBackend, load_backend, readout_pairs
     from qpuflow.chains import select_chain
 
     static = load_backend(backend_name)
@@ -250,12 +250,12 @@ class _ArmSampler:
         return float(isa_summary(self.isa(chain), self.static).get("duration_seconds") or 0.0)
 
     def per_shot(self, chain: Sequence[int], device: Any, *, seed: int) -> tuple[float, float]:
-        from qpuflow.measurement_map import detection_events, MeasurementMap, observable_flips
+        from qpuflow.measurement_map import detection_events, measurement_map_of, observable_flips
         from qpuflow.simulate import sample_isa
 
         isa = self.isa(chain)
         registers = sample_isa(isa, device, shots=self.shots, seed=seed, idle_noise=True)
-        mmap = MeasurementMap.from_json(isa.metadata["measurement_map"])
+        mmap = measurement_map_of(isa)
         if self.endpoint == "detection_fraction":
             events = detection_events(registers, mmap)
             self.trials_per_shot = events.shape[1]

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from qpuflow.drift import DriftModel
-from qpuflow.power import best_per_second, build_pool, Design, estimate, PowerEstimate, StatePool, TEST
+from qpuflow.power import TEST, Design, PowerEstimate, StatePool, best_per_second, build_pool, estimate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +33,16 @@ class PowerPlan:
     def below_floor(self) -> bool:
         return self.floor is not None and self.configured.power < self.floor
 
+    @property
+    def target_power(self) -> float:
+        """The power a design must surely reach to be recommended: the floor, or the default."""
+        return self.floor if self.floor is not None else DEFAULT_FLOOR
+
     def geometries(self) -> list[tuple[tuple[int | None, int | None], PowerEstimate | None]]:
         """Per searched (distance, rounds): its best design within the budget (as recommended)."""
         seen = sorted({e.design.geometry for e in self.candidates}, key=lambda g: (g[0] or 0, g[1] or 0))
-        floor = self.floor if self.floor is not None else DEFAULT_FLOOR
         return [(g, best_per_second([e for e in self.candidates if e.design.geometry == g], self.budget_seconds,
-                                    floor)) for g in seen]
+                                    self.target_power)) for g in seen]
 
     def verdict(self) -> str:
         c = self.configured

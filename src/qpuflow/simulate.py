@@ -40,10 +40,11 @@ from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
 from qpuflow.circuits import memory_circuit
 from qpuflow.measurement_map import detection_events, observable_flips, registers_from_records
 from qpuflow.device_state import sub_target
-from qpuflow.stim_noise import (apply_readout, measurement_map_of, registers_from_samples, schedule_alap,
+from qpuflow.measurement_map import measurement_map_of
+from qpuflow.stim_noise import (apply_readout, registers_from_samples, schedule_alap,
                                 stim_translation)
-from qpuflow.backends import readout_pairs, TargetBackend
-from qpuflow.transpile import active_qubits, check_clifford_isa, NonCliffordError
+from qpuflow.backends import TargetBackend, readout_pairs
+from qpuflow.transpile import NonCliffordError, active_qubits, check_clifford_isa
 
 __all__ = ["sample_isa", "sample_aer", "is_product_circuit", "uniform_model_circuit", "uniform_model_from"]
 

@@ -307,8 +307,9 @@ def collect(smk: Any) -> None:
 
 
 def analyze(smk: Any) -> None:
-    from qpuflow.analysis import analyse, AnalysisSettings, TABLES, write_tables
-    from qpuflow.analysis_views import (plot_detection_rounds, plot_error_rates, print_decoded_summary, print_per_round_summary, print_session_summary)
+    from qpuflow.analysis import TABLES, AnalysisSettings, analyse, write_tables
+    from qpuflow.analysis_views import (plot_detection_rounds, plot_error_rates, print_decoded_summary,
+                                        print_per_round_summary, print_session_summary)
     from qpuflow.paired import plot_paired
 
     problems: list[str] = []

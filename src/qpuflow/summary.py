@@ -27,7 +27,7 @@ class RawFigures:
 
 def raw_figures(result: Result, measurement_map: dict[str, Any]) -> RawFigures:
     """Count raw logical errors and detection events in a completed result."""
-    from qpuflow.measurement_map import detection_events, MeasurementMap, observable_flips
+    from qpuflow.measurement_map import MeasurementMap, detection_events, observable_flips
 
     mmap = MeasurementMap.from_json(measurement_map)
     registers = result.bit_arrays()

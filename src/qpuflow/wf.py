@@ -16,6 +16,7 @@ from qpuflow.errors import QpuflowError
 from qpuflow.paths import Paths
 from qpuflow.plan import RunSpec
 from qpuflow.planner import SubmitDecision, planned_runs
+from qpuflow.records import read_json
 
 if TYPE_CHECKING:
     from qpuflow.batches import Batch
@@ -248,9 +249,7 @@ class Study:
 
     def finished_result_paths(self, poll: str) -> list[str]:
         """The result file of every run the poll found final (rule finished)."""
-        import json
-
-        keys = json.loads(Path(poll).read_text())["finished"]
+        keys = read_json(Path(poll), "poll record")["finished"]
         return [str(self._rel(self.paths.result(key))) for key in keys]
 
     def collected_result_paths(self) -> list[str]:

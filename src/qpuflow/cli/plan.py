@@ -110,7 +110,7 @@ def _geometry_table(power):
     from rich.table import Table
 
     table = Table(title=f"{power.experiment}: best design per code geometry (the cheapest whose power's 95% lower "
-                        f"bound reaches {power.floor if power.floor is not None else 0.8:g} within the budget, "
+                        f"bound reaches {power.target_power:g} within the budget, "
                         "else the most power)")
     for col in ("distance", "rounds", "effect", "sessions", "shots per arm", "QPU s", "power (95% lower bound)", ""):
         table.add_column(col, justify="right")

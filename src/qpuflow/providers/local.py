@@ -311,7 +311,7 @@ def job_backend(name: str, drift: DriftModel | None = None, epoch: float = 0.0):
     the static one stays ``load_backend(name).target``.
     """
     from qpuflow.device_state import drifted_target_at
-    from qpuflow.backends import load_backend, readout_pairs, TargetBackend
+    from qpuflow.backends import TargetBackend, load_backend, readout_pairs
 
     backend = load_backend(name)
     if drift is None or not drift.active:
